@@ -1,0 +1,135 @@
+"""Boot settings: what a process needs before it can reach the database.
+
+Read from environment variables (names are a contract with provisioning scripts and
+tests) over an optional TOML file (`OCS_CONFIG` or `<data dir>/ocs.toml`). Operator
+parameters that can change at run time live in the database (`ocs.settings_store`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A boot setting is missing or malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    database_url: str
+    web_host: str = "127.0.0.1"
+    web_port: int = 8078
+    diameter_host: str = "127.0.0.1"
+    diameter_port: int = 3868
+    diameter_origin_host: str = "ocs.localdomain"
+    diameter_realm: str = "localdomain"
+    diameter_peers: tuple[str, ...] = ("*",)
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    mqtt_url: str | None = None
+    tcc_grace: float = 10.0  # seconds past Validity-Time before a silent session is closed
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def secret_key_path(self) -> Path:
+        return self.data_dir / "secret.key"
+
+
+# env var -> (field, parser)
+_ENV: dict[str, str] = {
+    "OCS_DATA_DIR": "data_dir",
+    "OCS_DATABASE_URL": "database_url",
+    "OCS_WEB_HOST": "web_host",
+    "OCS_WEB_PORT": "web_port",
+    "OCS_DIAMETER_HOST": "diameter_host",
+    "OCS_DIAMETER_PORT": "diameter_port",
+    "OCS_DIAMETER_ORIGIN_HOST": "diameter_origin_host",
+    "OCS_DIAMETER_REALM": "diameter_realm",
+    "OCS_DIAMETER_PEERS": "diameter_peers",
+    "OCS_SIP_HOST": "sip_host",
+    "OCS_SIP_PORT": "sip_port",
+    "OCS_MQTT_URL": "mqtt_url",
+    "OCS_TCC_GRACE": "tcc_grace",
+}
+
+_INT_FIELDS = {"web_port", "diameter_port", "sip_port"}
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _parse_port(name: str, raw: Any) -> int:
+    try:
+        port = int(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a port number, got {raw!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{name} must be in 0..65535, got {port}")
+    return port
+
+
+def _parse_peers(raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        items = [p.strip() for p in raw.split(",")]
+    elif isinstance(raw, list | tuple):
+        items = [str(p).strip() for p in raw]
+    else:
+        raise ConfigError(f"diameter_peers must be a comma-separated list, got {raw!r}")
+    return tuple(p for p in items if p)
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, config_file: str | Path | None = None
+) -> Settings:
+    """Build Settings from the TOML file (if any) overlaid by environment variables."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = config_file or env.get("OCS_CONFIG")
+    data_dir = Path(env.get("OCS_DATA_DIR", "./var"))
+    if path is None and (data_dir / "ocs.toml").is_file():
+        path = data_dir / "ocs.toml"
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                values.update(tomllib.load(fh))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+    known = {f.name for f in fields(Settings)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in {path}: {', '.join(sorted(unknown))}")
+    for var, name in _ENV.items():
+        if var in env and env[var] != "":
+            values[name] = env[var]
+        elif var == "OCS_MQTT_URL" and env.get(var) == "":
+            values[name] = None
+
+    data_dir = Path(values.get("data_dir", data_dir))
+    values["data_dir"] = data_dir
+    values.setdefault("database_url", f"sqlite://{data_dir / 'ocs.sqlite3'}")
+    for name in _INT_FIELDS & values.keys():
+        values[name] = _parse_port(name, values[name])
+    if "tcc_grace" in values:
+        try:
+            values["tcc_grace"] = float(values["tcc_grace"])
+        except ValueError:
+            raise ConfigError(f"tcc_grace must be a number, got {values['tcc_grace']!r}") from None
+    host = str(values.get("diameter_host", "127.0.0.1"))
+    if "diameter_peers" in values:
+        values["diameter_peers"] = _parse_peers(values["diameter_peers"])
+    elif host not in _LOOPBACK:
+        # Admitting any peer is only a safe default while nobody else can connect.
+        values["diameter_peers"] = ()
+    url = str(values["database_url"])
+    if not url.startswith(("sqlite://", "postgres://", "asyncpg://", "psycopg://")):
+        raise ConfigError(f"OCS_DATABASE_URL must be a sqlite:// or postgres:// URL, got {url!r}")
+    return Settings(**values)

@@ -1,0 +1,221 @@
+"""Tortoise ORM models: the persistent state of the platform.
+
+Money columns are integers in units. `Account.balance` is a cached sum of the account's
+ledger entries (kept in the same transaction as each entry); `Account.reserved` is the sum of
+live reservations. Invariants (checked by tests): balance == sum(ledger amounts) and
+0 <= reserved <= balance.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class AccountStatus(enum.StrEnum):
+    ACTIVE = "active"
+    BLOCKED = "blocked"
+
+
+class LedgerKind(enum.StrEnum):
+    CREDIT = "CREDIT"
+    CALL = "CALL"
+    ADJUST = "ADJUST"
+    REFUND = "REFUND"
+
+
+class SessionState(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Account(Model):
+    id = fields.IntField(primary_key=True)
+    number = fields.CharField(max_length=32, unique=True)
+    name = fields.CharField(max_length=128, default="")
+    # HMAC-SHA256(secret key, PIN): lets the IVR find an account by PIN alone while the
+    # PIN itself is never stored; the key lives outside the database (data dir).
+    pin_index = fields.CharField(max_length=64, null=True, unique=True)
+    language = fields.CharField(max_length=8, default="FR")
+    status = fields.CharEnumField(AccountStatus, max_length=16, default=AccountStatus.ACTIVE)
+    balance = fields.BigIntField(default=0)
+    reserved = fields.BigIntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "account"
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.reserved
+
+
+class CallerId(Model):
+    id = fields.IntField(primary_key=True)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "ocs.Account", related_name="caller_ids", on_delete=fields.CASCADE
+    )
+    number = fields.CharField(max_length=64, unique=True)
+
+    class Meta:
+        table = "caller_id"
+
+
+class DidMapping(Model):
+    id = fields.IntField(primary_key=True)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "ocs.Account", related_name="dids", on_delete=fields.CASCADE
+    )
+    did = fields.CharField(max_length=64)
+    forward_to = fields.CharField(max_length=64)
+
+    class Meta:
+        table = "did_mapping"
+        unique_together = (("account", "did"),)
+
+
+class Tariff(Model):
+    id = fields.IntField(primary_key=True)
+    prefix = fields.CharField(max_length=32, unique=True)
+    h1_rate = fields.IntField()
+    h2_begin = fields.SmallIntField(default=0)
+    h2_end = fields.SmallIntField(default=0)
+    h2_rate = fields.IntField(default=0)
+    initial_block = fields.IntField(default=1)
+    increment = fields.IntField(default=1)
+    connection_charge = fields.IntField(default=0)
+    barred = fields.BooleanField(default=False)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "tariff"
+
+
+class LedgerEntry(Model):
+    id = fields.BigIntField(primary_key=True)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "ocs.Account", related_name="ledger", on_delete=fields.RESTRICT
+    )
+    kind = fields.CharEnumField(LedgerKind, max_length=16)
+    amount = fields.BigIntField()
+    balance_after = fields.BigIntField()
+    reference = fields.CharField(max_length=255, default="")  # session id, API request…
+    actor = fields.CharField(max_length=64, default="")  # who: admin, api key, ocs
+    note = fields.CharField(max_length=255, default="")
+    dialed = fields.CharField(max_length=64, default="")
+    duration = fields.IntField(default=0)
+    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        table = "ledger_entry"
+        # Per-account scans in id order (statements, account pages, invariant checks).
+        indexes = (("account_id", "id"),)
+
+
+class CreditSession(Model):
+    """A live or finished Diameter credit-control session (one call)."""
+
+    id = fields.BigIntField(primary_key=True)
+    session_id = fields.CharField(max_length=255, unique=True)
+    account: fields.ForeignKeyNullableRelation[Account] = fields.ForeignKeyField(
+        "ocs.Account", related_name="sessions", null=True, on_delete=fields.SET_NULL
+    )
+    state = fields.CharEnumField(SessionState, max_length=16, default=SessionState.OPEN)
+    peer = fields.CharField(max_length=255, default="")
+    calling = fields.CharField(max_length=64, default="")
+    called = fields.CharField(max_length=64, default="")
+    tariff_prefix = fields.CharField(max_length=32, default="")
+    rate = fields.IntField(default=0)
+    reserved = fields.BigIntField(default=0)
+    used_seconds = fields.IntField(default=0)
+    cost = fields.BigIntField(default=0)
+    last_request_number = fields.IntField(default=0)
+    last_answer: fields.JSONField[Any] = fields.JSONField(null=True)
+    started_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField(null=True, db_index=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    end_reason = fields.CharField(max_length=64, default="")
+
+    class Meta:
+        table = "credit_session"
+
+
+class Cdr(Model):
+    id = fields.BigIntField(primary_key=True)
+    account: fields.ForeignKeyNullableRelation[Account] = fields.ForeignKeyField(
+        "ocs.Account", related_name="cdrs", null=True, on_delete=fields.SET_NULL
+    )
+    account_number = fields.CharField(max_length=32, default="", db_index=True)
+    session_id = fields.CharField(max_length=255, db_index=True)
+    call_id = fields.CharField(max_length=255, default="")
+    calling = fields.CharField(max_length=64, default="")
+    dialed = fields.CharField(max_length=64, default="", db_index=True)
+    started_at = fields.DatetimeField(db_index=True)  # answer time
+    connect_delay = fields.IntField(null=True)
+    duration = fields.IntField(default=0)
+    cost = fields.BigIntField(default=0)
+    tariff_prefix = fields.CharField(max_length=32, default="")
+    end_reason = fields.CharField(max_length=64, default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+    billing_run: fields.ForeignKeyNullableRelation[BillingRun] = fields.ForeignKeyField(
+        "ocs.BillingRun", related_name="cdrs", null=True, on_delete=fields.SET_NULL
+    )
+
+    class Meta:
+        table = "cdr"
+
+
+class BillingRun(Model):
+    id = fields.IntField(primary_key=True)
+    started_at = fields.DatetimeField(auto_now_add=True)
+    finished_at = fields.DatetimeField(null=True)
+    period_end = fields.DatetimeField(null=True)  # ledger entries up to this instant
+    last_ledger_id = fields.BigIntField(default=0)  # highest ledger entry included
+    filename = fields.CharField(max_length=128, default="")
+    status = fields.CharField(max_length=16, default="running")
+    accounts = fields.IntField(default=0)
+    lines = fields.IntField(default=0)
+
+    class Meta:
+        table = "billing_run"
+
+
+class StatementBalance(Model):
+    """Closing balance of an account at a billing run: the next run's REPORT line."""
+
+    id = fields.BigIntField(primary_key=True)
+    run: fields.ForeignKeyRelation[BillingRun] = fields.ForeignKeyField(
+        "ocs.BillingRun", related_name="balances", on_delete=fields.CASCADE
+    )
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "ocs.Account", related_name="statement_balances", on_delete=fields.CASCADE
+    )
+    total = fields.BigIntField()
+
+    class Meta:
+        table = "statement_balance"
+        unique_together = (("run", "account"),)
+
+
+class Setting(Model):
+    key = fields.CharField(max_length=64, primary_key=True)
+    value: fields.JSONField[Any] = fields.JSONField()
+
+    class Meta:
+        table = "setting"
+
+
+class ApiKey(Model):
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=64)
+    prefix = fields.CharField(max_length=16, unique=True)  # shown to operators
+    key_hash = fields.CharField(max_length=128)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    revoked = fields.BooleanField(default=False)
+
+    class Meta:
+        table = "api_key"
