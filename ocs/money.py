@@ -1,0 +1,151 @@
+"""Units ↔ money, exactly. Pure; no floats.
+
+Balances, reservations and prices are integers in *units*; money is only ever derived from
+them by multiplying with the configured unit price (a :class:`~decimal.Decimal`, 0.0001 € in
+the brochure). Conversions are exact whatever the ambient decimal context: an operation that
+would have to round raises instead.
+
+Policies
+--------
+* :func:`money_to_units` **rejects** an amount that is not a whole number of units (e.g.
+  0.00005 € at 0.0001 €/unit) rather than silently rounding a customer's credit.
+* :func:`format_money` rounds half away from zero (``ROUND_HALF_UP``) to ``places`` for display
+  only, and never prints ``-0,00``.
+* :func:`per_minute` shows at least 4 decimal places like the brochure (``1,2000 Euros/min``),
+  more if the exact value needs them.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+
+__all__ = [
+    "MoneyError",
+    "format_money",
+    "money_to_units",
+    "parse_money",
+    "per_minute",
+    "units_to_money",
+]
+
+_PER_MINUTE_PLACES = 4
+
+
+class MoneyError(ValueError):
+    """A money value or conversion that cannot be done exactly."""
+
+
+def _decimal(value: object, name: str) -> Decimal:
+    """``value`` as a finite Decimal; ints accepted, floats (inexact) refused."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        raise TypeError(f"{name} must be a Decimal or int, got {type(value).__name__}")
+    dec = Decimal(value)
+    if not dec.is_finite():
+        raise MoneyError(f"{name} must be finite, got {dec}")
+    return dec
+
+
+def _unit_price(unit_price: object) -> Decimal:
+    price = _decimal(unit_price, "unit_price")
+    if price <= 0:
+        raise MoneyError(f"unit_price must be > 0, got {price}")
+    return price
+
+
+def _digits(value: Decimal) -> int:
+    return len(value.as_tuple().digits)
+
+
+def _places(value: Decimal) -> int:
+    """Magnitude of the exponent of a finite Decimal (digits to shift it to an integer)."""
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite values only reach here
+    return abs(exponent)
+
+
+def units_to_money(units: int, unit_price: Decimal | int) -> Decimal:
+    """``units × unit_price``, exact (``22600`` at ``0.0001`` → ``Decimal("2.2600")``)."""
+    if isinstance(units, bool) or not isinstance(units, int):
+        raise TypeError(f"units must be an int, got {type(units).__name__}")
+    price = _unit_price(unit_price)
+    with localcontext() as ctx:
+        ctx.prec = len(str(abs(units))) + _digits(price) + 2
+        ctx.traps[InvalidOperation] = True
+        return Decimal(units) * price
+
+
+def money_to_units(amount: Decimal | int, unit_price: Decimal | int) -> int:
+    """The whole number of units worth ``amount`` (``Decimal("25")`` → ``250000``).
+
+    Raises :class:`MoneyError` (a ``ValueError``) if ``amount`` is not an exact multiple of the
+    unit price. The sign is kept; callers decide whether negative amounts are allowed.
+    """
+    value = _decimal(amount, "amount")
+    price = _unit_price(unit_price)
+    with localcontext() as ctx:
+        ctx.prec = _digits(value) + _digits(price) + _places(value) + _places(price) + 2
+        quotient, remainder = divmod(value, price)
+    if remainder != 0:
+        raise MoneyError(
+            f"{value} is not a whole number of units at {price} per unit "
+            f"(nearest below: {units_to_money(int(quotient) - (value < 0), price)})"
+        )
+    return int(quotient)
+
+
+def format_money(amount: Decimal | int, places: int = 2, decimal_sep: str = ",") -> str:
+    """``amount`` for display: ``places`` decimals (half-up), ``decimal_sep``, no grouping.
+
+    ``format_money(Decimal("18.76"))`` → ``"18,76"``; ``format_money(Decimal("-0.06"))`` →
+    ``"-0,06"``; ``format_money(Decimal("1.2"), 4)`` → ``"1,2000"``.
+    """
+    value = _decimal(amount, "amount")
+    if isinstance(places, bool) or not isinstance(places, int) or places < 0:
+        raise ValueError(f"places must be an int >= 0, got {places!r}")
+    with localcontext() as ctx:
+        ctx.prec = max(_digits(value) + places + _places(value), 1) + 2
+        rounded = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    if rounded == 0:
+        rounded = abs(rounded)  # no "-0,00"
+    text = f"{rounded:f}"
+    return text.replace(".", decimal_sep) if decimal_sep != "." else text
+
+
+def per_minute(rate_units_per_s: int, unit_price: Decimal | int) -> Decimal:
+    """Money per minute for a rate in units/second: ``per_minute(200, 0.0001)`` → ``1.2000``.
+
+    At least 4 decimal places (padded), more only if the exact value needs them.
+    """
+    if isinstance(rate_units_per_s, bool) or not isinstance(rate_units_per_s, int):
+        raise TypeError(f"rate must be an int, got {type(rate_units_per_s).__name__}")
+    exact = units_to_money(rate_units_per_s * 60, unit_price)
+    exponent = exact.as_tuple().exponent
+    assert isinstance(exponent, int)
+    if exponent > -_PER_MINUTE_PLACES:
+        with localcontext() as ctx:
+            ctx.prec = _digits(exact) + _PER_MINUTE_PLACES + max(exponent, 0) + 2
+            return exact.quantize(Decimal(1).scaleb(-_PER_MINUTE_PLACES))
+    return exact
+
+
+def parse_money(text: str) -> Decimal:
+    """A money amount typed by a person: ``"25"``, ``"25,00"``, ``"-1.30"``.
+
+    One optional sign, digits, and at most one decimal separator (``,`` or ``.``); no grouping
+    separators, no exponent. Raises :class:`MoneyError` otherwise.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    raw = text.strip()
+    body = raw[1:] if raw[:1] in ("+", "-") else raw
+    normal = body.replace(",", ".")
+    whole, _, frac = normal.partition(".")
+    if (
+        not (whole or frac)
+        or "." in frac
+        or not (whole == "" or (whole.isascii() and whole.isdigit()))
+        or not (frac == "" or (frac.isascii() and frac.isdigit()))
+    ):
+        raise MoneyError(f"not a money amount: {text!r}")
+    sign = "-" if raw.startswith("-") else ""
+    return Decimal(sign + (whole or "0") + ("." + frac if frac else ""))
