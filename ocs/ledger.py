@@ -1,0 +1,569 @@
+"""The credit ledger: every balance change is an entry; reservations never over-commit.
+
+Invariants (see docs/ARCHITECTURE.md, checked by tests that try to break them):
+  I1  account.balance == sum(ledger_entry.amount) for the account
+  I2  0 <= account.reserved <= account.balance   (available = balance - reserved >= 0)
+  I3  a reservation is only ever taken from available units; a call's debit is at most
+      what it had reserved plus what was still available when it settled.
+
+Operations are written sans-I/O: each is a generator that yields SQL statements (with `?`
+placeholders) and receives their rows, so the same logic runs on a synchronous sqlite3
+connection in a worker thread (one thread hop per *batch*, which is what makes group
+commit cheap) and on asyncpg. `LedgerStore.run_batch` executes many operations in one
+transaction: nothing is acknowledged before it is durable, and the fsync is shared.
+
+Two concurrency strategies are implemented and benchmarked (`bench/ledger_concurrency.py`):
+  conditional  single guarded UPDATEs (`... WHERE balance - reserved >= ?`), re-read and
+               retry with a smaller amount only when the guard fails;
+  lock         SELECT ... FOR UPDATE, compute, UPDATE (PostgreSQL only; SQLite's
+               BEGIN IMMEDIATE already serialises writers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Generator, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from ocs.models import LedgerKind
+
+T = TypeVar("T")
+Row = Sequence[Any]
+Statement = tuple[str, tuple[Any, ...]]
+Op = Generator[Statement, list[Row], T]
+
+
+class LedgerError(Exception):
+    """Base of ledger failures that callers report to users."""
+
+
+class UnknownAccountId(LedgerError):
+    def __init__(self, account_id: int) -> None:
+        super().__init__(f"unknown account id {account_id}")
+        self.account_id = account_id
+
+
+class InvalidAmount(LedgerError):
+    pass
+
+
+class InsufficientCredit(LedgerError):
+    pass
+
+
+class Strategy(enum.StrEnum):
+    CONDITIONAL = "conditional"
+    LOCK = "lock"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    entry_id: int
+    amount: int
+    balance_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    debited: int  # units taken from the balance (<= cost when the account ran dry)
+    balance_after: int
+    entry_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    taken: int  # units added to the reservation
+    available_after: int  # what the account has left to spend afterwards
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    balance: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.balance - self.reserved
+
+
+# --- operations (pure generators) ----------------------------------------------------
+
+_SELECT = "SELECT balance, reserved FROM account WHERE id = ?"
+
+
+def _insert_entry(
+    account_id: int,
+    kind: LedgerKind,
+    amount: int,
+    balance_after: int,
+    reference: str,
+    actor: str,
+    note: str,
+    dialed: str,
+    duration: int,
+    at: datetime,
+) -> Statement:
+    return (
+        "INSERT INTO ledger_entry (account_id, kind, amount, balance_after, reference, actor,"
+        " note, dialed, duration, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        (
+            account_id,
+            kind.value,
+            amount,
+            balance_after,
+            reference,
+            actor,
+            note,
+            dialed,
+            duration,
+            at,
+        ),
+    )
+
+
+def read_balance(account_id: int, lock: bool = False) -> Op[Balance]:
+    rows = yield (_SELECT + (" FOR UPDATE" if lock else ""), (account_id,))
+    if not rows:
+        raise UnknownAccountId(account_id)
+    return Balance(int(rows[0][0]), int(rows[0][1]))
+
+
+def post(
+    account_id: int,
+    amount: int,
+    kind: LedgerKind,
+    *,
+    actor: str = "",
+    note: str = "",
+    reference: str = "",
+    at: datetime | None = None,
+) -> Op[Posted]:
+    """Add `amount` (signed) to the balance. A negative amount may not dip into reserved
+    units: the guard keeps available >= 0 (I2)."""
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
+        raise InvalidAmount("amount must be a non-zero whole number of units")
+    if kind is LedgerKind.CREDIT and amount < 0:
+        raise InvalidAmount("a credit must be positive")
+    rows = yield (
+        "UPDATE account SET balance = balance + ? WHERE id = ? AND balance + ? >= reserved"
+        " RETURNING balance",
+        (amount, account_id, amount),
+    )
+    if not rows:
+        current = yield from read_balance(account_id)
+        raise InsufficientCredit(f"cannot apply {amount} units: only {current.available} available")
+    balance_after = int(rows[0][0])
+    at = at or now_utc()
+    ids = yield _insert_entry(
+        account_id, kind, amount, balance_after, reference, actor, note, "", 0, at
+    )
+    return Posted(int(ids[0][0]), amount, balance_after)
+
+
+def reserve(
+    account_id: int, want: int, minimum: int = 1, strategy: Strategy = Strategy.CONDITIONAL
+) -> Op[Reservation | None]:
+    """Reserve up to `want` units and at least `minimum` (0 allowed: "more if you can");
+    None when fewer than `minimum` are available."""
+    minimum = max(0, min(minimum, want))
+    if want <= 0:
+        current = yield from read_balance(account_id)
+        return Reservation(0, current.available)
+    if strategy is Strategy.LOCK:
+        current = yield from read_balance(account_id, lock=True)
+        take = min(want, max(0, current.available))
+        if take < minimum or (take == 0 and minimum > 0):
+            return None
+        if take:
+            yield ("UPDATE account SET reserved = reserved + ? WHERE id = ?", (take, account_id))
+        return Reservation(take, current.available - take)
+    take = want
+    while True:
+        rows = yield (
+            "UPDATE account SET reserved = reserved + ? WHERE id = ? AND status = 'active'"
+            " AND balance - reserved >= ? RETURNING balance - reserved",
+            (take, account_id, take),
+        )
+        if rows:
+            return Reservation(take, int(rows[0][0]))
+        current = yield from read_balance(account_id)
+        take = min(want, max(0, current.available))
+        if take < minimum or (take == 0 and minimum > 0):
+            return None
+        if take == 0:
+            return Reservation(0, current.available)
+
+
+def release(account_id: int, units: int) -> Op[None]:
+    if units <= 0:
+        return
+    rows = yield (
+        "UPDATE account SET reserved = reserved - ? WHERE id = ? AND reserved >= ? RETURNING id",
+        (units, account_id, units),
+    )
+    if not rows:
+        raise LedgerError(f"release of {units} units exceeds the reservation of {account_id}")
+
+
+def settle(
+    account_id: int,
+    reserved: int,
+    cost: int,
+    *,
+    reference: str,
+    dialed: str = "",
+    duration: int = 0,
+    actor: str = "ocs",
+    note: str = "",
+    record: bool = True,
+    at: datetime | None = None,
+    strategy: Strategy = Strategy.CONDITIONAL,
+) -> Op[Settled]:
+    """End a call: drop its reservation and debit its cost in one statement (I3).
+
+    When the cost is more than the reservation (the client used more than granted) the
+    excess is taken from available units if there are any; what the account cannot cover
+    is not charged rather than driving the balance negative (documented write-off)."""
+    if cost < 0 or reserved < 0:
+        raise InvalidAmount("cost and reservation must not be negative")
+    debit = cost
+    if strategy is Strategy.LOCK:
+        current = yield from read_balance(account_id, lock=True)
+        debit = min(cost, current.balance - (current.reserved - reserved))
+        rows = yield (
+            "UPDATE account SET balance = balance - ?, reserved = reserved - ? WHERE id = ?"
+            " RETURNING balance",
+            (debit, reserved, account_id),
+        )
+    else:
+        while True:
+            rows = yield (
+                "UPDATE account SET balance = balance - ?, reserved = reserved - ?"
+                " WHERE id = ? AND reserved >= ? AND balance - ? >= reserved - ?"
+                " RETURNING balance",
+                (debit, reserved, account_id, reserved, debit, reserved),
+            )
+            if rows:
+                break
+            current = yield from read_balance(account_id)
+            if current.reserved < reserved:
+                raise LedgerError(
+                    f"settle of {reserved} units exceeds the reservation of {account_id}"
+                )
+            debit = min(cost, current.balance - (current.reserved - reserved))
+    balance_after = int(rows[0][0])
+    entry_id: int | None = None
+    if record:
+        ids = yield _insert_entry(
+            account_id,
+            LedgerKind.CALL,
+            -debit,
+            balance_after,
+            reference,
+            actor,
+            note,
+            dialed,
+            duration,
+            at or now_utc(),
+        )
+        entry_id = int(ids[0][0])
+    return Settled(debit, balance_after, entry_id)
+
+
+def check_invariants(account_id: int) -> Op[list[str]]:
+    """The ledger's promises for one account, as a list of violations (empty = fine)."""
+    bal = yield from read_balance(account_id)
+    rows = yield (
+        "SELECT COALESCE(SUM(amount), 0) FROM ledger_entry WHERE account_id = ?",
+        (account_id,),
+    )
+    total = int(rows[0][0])
+    problems = []
+    if total != bal.balance:
+        problems.append(f"balance {bal.balance} != sum of entries {total}")
+    if bal.reserved < 0:
+        problems.append(f"reserved {bal.reserved} < 0")
+    if bal.available < 0:
+        problems.append(f"available {bal.available} < 0")
+    return problems
+
+
+# --- executors ---------------------------------------------------------------------------
+
+
+def drive_sync(cursor: sqlite3.Cursor, op: Op[T]) -> T:
+    try:
+        stmt = next(op)
+        while True:
+            cursor.execute(stmt[0], stmt[1])
+            stmt = op.send(cursor.fetchall())
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+
+
+def _to_pg(sql: str) -> str:
+    parts = sql.split("?")
+    out = [parts[0]]
+    for i, part in enumerate(parts[1:], start=1):
+        out.append(f"${i}")
+        out.append(part)
+    return "".join(out)
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return str(value.astimezone(UTC))
+    return value
+
+
+class LedgerStore:
+    """Runs ledger operations, one at a time or many in one transaction (group commit)."""
+
+    dialect: str = ""
+
+    async def run(self, op: Op[T]) -> T:
+        results = await self.run_batch([op])
+        result = results[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def run_batch(self, ops: Sequence[Op[Any]]) -> list[Any]:
+        """Run `ops` in one transaction. Each result is the op's return value, or the
+        LedgerError it raised (that op's statements are rolled back, the others kept)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+
+class SqliteLedgerStore(LedgerStore):
+    """One sqlite3 connection owned by one worker thread; a batch is one thread hop."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._jobs: queue.SimpleQueue[
+            tuple[Callable[[sqlite3.Connection], Any], Future[Any]] | None
+        ]
+        self._jobs = queue.SimpleQueue()
+        self._ready: Future[None] = Future()
+        self._thread = threading.Thread(target=self._worker, name="ledger-sqlite", daemon=True)
+        self._thread.start()
+        self._ready.result()
+
+    def _worker(self) -> None:
+        try:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException as exc:
+            self._ready.set_exception(exc)
+            return
+        self._ready.set_result(None)
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                conn.close()
+                return
+            fn, fut = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(conn))
+            except BaseException as exc:
+                fut.set_exception(exc)
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        fut: Future[T] = Future()
+        self._jobs.put((fn, fut))
+        return await asyncio.wrap_future(fut)
+
+    @staticmethod
+    def _run_ops(conn: sqlite3.Connection, ops: Sequence[Op[Any]]) -> list[Any]:
+        cur = conn.cursor()
+        results: list[Any] = []
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            for i, op in enumerate(ops):
+                cur.execute(f"SAVEPOINT op{i}")
+                try:
+                    results.append(drive_sync(_SqliteCursor(cur), op))  # type: ignore[arg-type]
+                    cur.execute(f"RELEASE op{i}")
+                except sqlite3.OperationalError:
+                    raise  # the database itself is in trouble: fail the whole batch
+                except Exception as exc:
+                    # A refused or faulty operation must not sink the others in the batch.
+                    cur.execute(f"ROLLBACK TO op{i}")
+                    cur.execute(f"RELEASE op{i}")
+                    results.append(exc)
+            cur.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                cur.execute("ROLLBACK")
+            raise
+        return results
+
+    async def run_batch(self, ops: Sequence[Op[Any]]) -> list[Any]:
+        return await self.call(lambda conn: self._run_ops(conn, ops))
+
+    async def close(self) -> None:
+        self._jobs.put(None)
+        await asyncio.to_thread(self._thread.join, 5)
+
+
+class _SqliteCursor:
+    """Adapts parameters (datetimes) the way Tortoise stores them in SQLite."""
+
+    __slots__ = ("_cur",)
+
+    def __init__(self, cur: sqlite3.Cursor) -> None:
+        self._cur = cur
+
+    def execute(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._cur.execute(sql, tuple(_sqlite_value(p) for p in params))
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()
+
+
+class PostgresLedgerStore(LedgerStore):
+    dialect = "postgres"
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._sql_cache: dict[str, str] = {}
+
+    @classmethod
+    async def open(cls, dsn: str, min_size: int = 2, max_size: int = 8) -> PostgresLedgerStore:
+        import asyncpg
+
+        pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size)
+        return cls(pool)
+
+    def _sql(self, sql: str) -> str:
+        cached = self._sql_cache.get(sql)
+        if cached is None:
+            cached = self._sql_cache[sql] = _to_pg(sql)
+        return cached
+
+    async def _drive(self, conn: Any, op: Op[T]) -> T:
+        try:
+            stmt = next(op)
+            while True:
+                rows = await conn.fetch(self._sql(stmt[0]), *stmt[1])
+                stmt = op.send(list(rows))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    async def run_batch(self, ops: Sequence[Op[Any]]) -> list[Any]:
+        import asyncpg
+
+        results: list[Any] = []
+        async with self._pool.acquire() as conn, conn.transaction():
+            for op in ops:
+                try:
+                    async with conn.transaction():  # savepoint per op
+                        results.append(await self._drive(conn, op))
+                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+                    raise
+                except Exception as exc:
+                    results.append(exc)
+        return results
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+async def open_store(database_url: str) -> LedgerStore:
+    if database_url.startswith("sqlite://"):
+        path = database_url.split("://", 1)[1].split("?", 1)[0]
+        return SqliteLedgerStore(path)
+    dsn = database_url
+    for scheme in ("postgres://", "asyncpg://", "psycopg://"):
+        if dsn.startswith(scheme):
+            dsn = "postgresql://" + dsn.removeprefix(scheme)
+    return await PostgresLedgerStore.open(dsn)
+
+
+# --- module-level convenience for admin paths (API, CLI, billing) -------------------------
+
+_store: LedgerStore | None = None
+
+
+def set_store(store: LedgerStore | None) -> None:
+    global _store
+    _store = store
+
+
+def store() -> LedgerStore:
+    if _store is None:
+        raise RuntimeError("ledger store not open: use ocs.db.database() or init_db()")
+    return _store
+
+
+async def credit(
+    account_id: int, amount: int, *, actor: str, note: str = "", reference: str = ""
+) -> Posted:
+    """Add credit (positive units). Raises InvalidAmount / UnknownAccountId."""
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise InvalidAmount("credit must be a positive whole number of units")
+    posted = await store().run(
+        post(account_id, amount, LedgerKind.CREDIT, actor=actor, note=note, reference=reference)
+    )
+    _announce(account_id, posted, LedgerKind.CREDIT, actor)
+    return posted
+
+
+def _announce(account_id: int, posted: Posted, kind: LedgerKind, actor: str) -> None:
+    # The charging engine listens for top-ups to re-authorise sessions on final units.
+    from ocs.events import default_bus
+
+    default_bus().publish(
+        "credit.change",
+        account_id=account_id,
+        amount=posted.amount,
+        entry_kind=kind.value,
+        balance=posted.balance_after,
+        actor=actor,
+    )
+
+
+async def adjust(
+    account_id: int,
+    amount: int,
+    *,
+    actor: str,
+    note: str = "",
+    reference: str = "",
+    kind: LedgerKind = LedgerKind.ADJUST,
+) -> Posted:
+    """A signed correction (ADJUST) or a refund (REFUND, positive)."""
+    posted = await store().run(
+        post(account_id, amount, kind, actor=actor, note=note, reference=reference)
+    )
+    _announce(account_id, posted, kind, actor)
+    return posted
+
+
+async def balance(account_id: int) -> Balance:
+    return await store().run(read_balance(account_id))
+
+
+async def invariant_violations(account_id: int) -> list[str]:
+    return await store().run(check_invariants(account_id))
