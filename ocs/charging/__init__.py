@@ -1,0 +1,1 @@
+"""Online charging: quota arithmetic, credit-control operations and the batching engine."""

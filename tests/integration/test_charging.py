@@ -1,0 +1,393 @@
+"""The charging engine against the real database: grants, debits, refusals, idempotency."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ocs import accounts, ledger, tariffs
+from ocs.charging.engine import ChargingEngine
+from ocs.credit_control import (
+    CCRequest,
+    FinalUnitAction,
+    MsccRequest,
+    RequestedAction,
+    RequestType,
+    ResultCode,
+    SubscriptionId,
+    SubscriptionIdType,
+    TariffChangeUsage,
+    UsedUnits,
+)
+from ocs.demo import load_demo
+from ocs.events import EventBus
+from ocs.models import Cdr, CreditSession, LedgerEntry
+
+E164 = SubscriptionIdType.END_USER_E164
+PRIVATE = SubscriptionIdType.END_USER_PRIVATE
+
+
+class Clock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+async def engine(db):
+    await load_demo()
+    bus = EventBus()
+    clock = Clock(datetime(2026, 11, 25, 10, 0, tzinfo=UTC))
+    eng = ChargingEngine(ledger.store(), bus, clock=clock, tcc_interval=3600)
+    await eng.start()
+    eng.test_clock = clock  # type: ignore[attr-defined]
+    yield eng
+    await eng.stop()
+
+
+def ccr(
+    sid: str,
+    kind: RequestType,
+    number: int,
+    *,
+    sub: str = "1001",
+    sub_type: SubscriptionIdType = PRIVATE,
+    called: str | None = "sip:+33141587070@ims.example",
+    requested: int | None = None,
+    used: int | None = None,
+    mscc: bool = False,
+    action: RequestedAction | None = None,
+    tcu: tuple[int, int] | None = None,
+) -> CCRequest:
+    used_units: tuple[UsedUnits, ...] = ()
+    if tcu is not None:
+        used_units = (
+            UsedUnits(tcu[0], TariffChangeUsage.UNIT_BEFORE_TARIFF_CHANGE),
+            UsedUnits(tcu[1], TariffChangeUsage.UNIT_AFTER_TARIFF_CHANGE),
+        )
+    elif used is not None:
+        used_units = (UsedUnits(used),)
+    wants = requested is not None or kind in (RequestType.INITIAL, RequestType.UPDATE)
+    common = dict(
+        session_id=sid,
+        origin_host="pcscf.test",
+        origin_realm="test",
+        request_type=kind,
+        request_number=number,
+        subscription_ids=(SubscriptionId(sub_type, sub),),
+        called_party=called,
+        requested_action=action,
+    )
+    if kind is RequestType.TERMINATE:
+        wants = False
+    if mscc:
+        return CCRequest(
+            **common,
+            mscc=(MsccRequest(100, 1000, wants, requested, used_units),),
+        )
+    return CCRequest(**common, requested=wants, requested_time=requested, used=used_units)
+
+
+async def available(number: str) -> int:
+    acc = await accounts.get_account(number)
+    return acc.available
+
+
+async def test_brochure_call_65_seconds(engine) -> None:
+    a = await engine.handle(ccr("s1", RequestType.INITIAL, 0, requested=30))
+    assert a.result_code == 2001 and a.granted_time == 30
+    assert a.validity_time >= 30 and a.final_unit_action is None
+    assert a.remaining_balance == 250000 - 30 * 200
+    engine.test_clock.advance(30)
+    u = await engine.handle(ccr("s1", RequestType.UPDATE, 1, requested=30, used=30))
+    assert u.result_code == 2001 and u.granted_time == 30
+    engine.test_clock.advance(30)
+    u2 = await engine.handle(ccr("s1", RequestType.UPDATE, 2, requested=30, used=30))
+    assert u2.granted_time == 30
+    engine.test_clock.advance(5)
+    t = await engine.handle(ccr("s1", RequestType.TERMINATE, 3, used=5))
+    assert t.result_code == 2001 and t.cost_units == 13000
+    acc = await accounts.get_account("1001")
+    assert (acc.balance, acc.reserved) == (250000 - 13000, 0)
+    cdr = await Cdr.get(session_id="s1")
+    assert (cdr.duration, cdr.cost, cdr.dialed, cdr.account_number) == (
+        65,
+        13000,
+        "33141587070",
+        "1001",
+    )
+    entry = await LedgerEntry.get(reference="s1")
+    assert (entry.amount, entry.duration, entry.dialed) == (-13000, 65, "33141587070")
+    assert await ledger.invariant_violations(acc.id) == []
+    session = await CreditSession.get(session_id="s1")
+    assert session.state == "closed" and session.end_reason == "NORMAL"
+
+
+async def test_e164_caller_id_and_mscc(engine) -> None:
+    a = await engine.handle(
+        ccr("m1", RequestType.INITIAL, 0, sub="+5173", sub_type=E164, requested=60, mscc=True)
+    )
+    assert a.result_code == 2001 and a.mscc is not None
+    (m,) = a.mscc
+    assert (m.result_code, m.rating_group, m.service_identifier, m.granted_time) == (
+        2001,
+        100,
+        1000,
+        60,
+    )
+    t = await engine.handle(ccr("m1", RequestType.TERMINATE, 1, used=13, mscc=True))
+    assert t.cost_units == 2600
+
+
+async def test_unknown_subscriber_and_destinations(engine) -> None:
+    a = await engine.handle(ccr("u1", RequestType.INITIAL, 0, sub="999999"))
+    assert a.result_code == ResultCode.USER_UNKNOWN
+    await tariffs.import_tariffs(
+        [tariffs.parse_tariff({"prefix": "0899", "h1_rate": 1, "barred": True})]
+    )
+    await engine.refresh()
+    b = await engine.handle(ccr("u2", RequestType.INITIAL, 0, called="tel:0899123456"))
+    assert b.result_code == ResultCode.END_USER_SERVICE_DENIED
+    c = await engine.handle(ccr("u3", RequestType.INITIAL, 0, called="not a number"))
+    assert c.result_code == ResultCode.INVALID_AVP_VALUE and c.failed_avp_code == 832
+    d = await engine.handle(ccr("u4", RequestType.INITIAL, 0, called=None))
+    assert d.result_code == ResultCode.MISSING_AVP
+    # a CCR-T after a refused CCR-I (Kamailio does this) is harmless
+    t = await engine.handle(ccr("u1", RequestType.TERMINATE, 1, sub="999999", used=0))
+    assert t.result_code == 2001
+    assert await available("1001") == 250000
+
+
+async def test_no_tariff_is_rating_failed(engine) -> None:
+    for t in await tariffs.list_tariffs():
+        if t.prefix == "DEFAULT":
+            await tariffs.delete_tariff(t.id)
+    await engine.refresh()
+    a = await engine.handle(ccr("r1", RequestType.INITIAL, 0, called="tel:0555"))
+    assert a.result_code == ResultCode.RATING_FAILED
+
+
+async def test_low_balance_gets_final_unit_then_limit(engine) -> None:
+    acc = await accounts.get_account("1001")
+    await ledger.adjust(acc.id, -(250000 - 9000), actor="test")  # 45 s at 200 u/s
+    a = await engine.handle(ccr("f1", RequestType.INITIAL, 0, requested=60))
+    assert a.result_code == 2001 and a.granted_time == 45
+    assert a.final_unit_action is FinalUnitAction.TERMINATE
+    assert a.remaining_balance == 0
+    engine.test_clock.advance(45)
+    u = await engine.handle(ccr("f1", RequestType.UPDATE, 1, requested=60, used=45))
+    assert u.result_code == ResultCode.CREDIT_LIMIT_REACHED
+    t = await engine.handle(ccr("f1", RequestType.TERMINATE, 2, used=0))
+    assert t.cost_units == 9000
+    acc = await accounts.get_account("1001")
+    assert (acc.balance, acc.reserved) == (0, 0)
+    none = await engine.handle(ccr("f2", RequestType.INITIAL, 0, requested=60))
+    assert none.result_code == ResultCode.CREDIT_LIMIT_REACHED
+
+
+async def test_exact_fit_gets_final_unit(engine) -> None:
+    acc = await accounts.get_account("1001")
+    await ledger.adjust(acc.id, -(250000 - 12000), actor="test")  # exactly 60 s
+    a = await engine.handle(ccr("x1", RequestType.INITIAL, 0, requested=60))
+    assert a.granted_time == 60 and a.final_unit_action is FinalUnitAction.TERMINATE
+
+
+async def test_retransmissions_are_not_charged_twice(engine) -> None:
+    i1 = await engine.handle(ccr("d1", RequestType.INITIAL, 0, requested=60))
+    i2 = await engine.handle(ccr("d1", RequestType.INITIAL, 0, requested=60))
+    assert i1 == i2
+    engine.test_clock.advance(60)
+    u1, u2 = await asyncio.gather(
+        engine.handle(ccr("d1", RequestType.UPDATE, 1, requested=60, used=60)),
+        engine.handle(ccr("d1", RequestType.UPDATE, 1, requested=60, used=60)),
+    )
+    assert u1 == u2
+    t1 = await engine.handle(ccr("d1", RequestType.TERMINATE, 2, used=10))
+    t2 = await engine.handle(ccr("d1", RequestType.TERMINATE, 2, used=10))
+    assert t1 == t2 and t1.cost_units == 70 * 200
+    assert await LedgerEntry.filter(reference="d1").count() == 1
+    assert await available("1001") == 250000 - 14000
+
+
+async def test_retransmission_served_from_database_after_restart(engine, db) -> None:
+    await engine.handle(ccr("p1", RequestType.INITIAL, 0, requested=60))
+    t1 = await engine.handle(ccr("p1", RequestType.TERMINATE, 1, used=3))
+    fresh = ChargingEngine(ledger.store(), EventBus(), clock=engine.clock, tcc_interval=3600)
+    await fresh.start()
+    try:
+        t2 = await fresh.handle(ccr("p1", RequestType.TERMINATE, 1, used=3))
+    finally:
+        await fresh.stop()
+    assert t2.result_code == t1.result_code and t2.cost_units == 600
+    assert await LedgerEntry.filter(reference="p1").count() == 1
+
+
+async def test_other_process_continues_a_session(engine) -> None:
+    await engine.handle(ccr("o1", RequestType.INITIAL, 0, requested=60))
+    other = ChargingEngine(ledger.store(), EventBus(), clock=engine.clock, tcc_interval=3600)
+    await other.start()
+    try:
+        engine.test_clock.advance(60)
+        u = await other.handle(ccr("o1", RequestType.UPDATE, 1, requested=60, used=60))
+        assert u.result_code == 2001 and u.granted_time == 60
+        t = await other.handle(ccr("o1", RequestType.TERMINATE, 2, used=20))
+        assert t.cost_units == 80 * 200
+    finally:
+        await other.stop()
+
+
+async def test_unanswered_call_releases_everything(engine) -> None:
+    await engine.handle(ccr("n1", RequestType.INITIAL, 0, requested=120))
+    assert await available("1001") == 250000 - 24000
+    t = await engine.handle(ccr("n1", RequestType.TERMINATE, 1, used=0))
+    assert t.result_code == 2001 and t.cost_units == 0
+    assert await available("1001") == 250000
+    assert await LedgerEntry.filter(reference="n1").count() == 0
+    assert (await Cdr.get(session_id="n1")).duration == 0
+
+
+async def test_unknown_session_update(engine) -> None:
+    u = await engine.handle(ccr("nope", RequestType.UPDATE, 1, used=5))
+    assert u.result_code == ResultCode.UNKNOWN_SESSION_ID
+
+
+async def test_tariff_time_change_and_usage_split(engine) -> None:
+    await tariffs.import_tariffs(
+        [
+            tariffs.parse_tariff(
+                {"prefix": "44", "h1_rate": 100, "h2_begin": 12, "h2_end": 20, "h2_rate": 50}
+            )
+        ]
+    )
+    await engine.refresh()
+    # 11:59:30 Paris = 10:59:30 UTC; H2 starts at 12:00 local
+    engine.test_clock.at = datetime(2026, 11, 25, 10, 59, 30, tzinfo=UTC)
+    a = await engine.handle(
+        ccr("t1", RequestType.INITIAL, 0, called="tel:+447700900000", requested=60)
+    )
+    assert a.tariff_time_change == datetime(2026, 11, 25, 11, 0, tzinfo=UTC)
+    assert a.granted_time == 60
+    engine.test_clock.advance(60)
+    t = await engine.handle(ccr("t1", RequestType.TERMINATE, 1, tcu=(30, 30)))
+    assert t.cost_units == 30 * 100 + 30 * 50
+
+
+async def test_events(engine) -> None:
+    bal = await engine.handle(
+        ccr("e1", RequestType.EVENT, 0, action=RequestedAction.CHECK_BALANCE, called=None)
+    )
+    assert bal.result_code == 2001 and bal.remaining_balance == 250000
+    price = await engine.handle(
+        ccr(
+            "e2",
+            RequestType.EVENT,
+            0,
+            action=RequestedAction.PRICE_ENQUIRY,
+            called="tel:38123",
+            requested=60,
+        )
+    )
+    assert price.cost_units == 60 * 180
+    debit = await engine.handle(
+        ccr(
+            "e3",
+            RequestType.EVENT,
+            0,
+            action=RequestedAction.DIRECT_DEBITING,
+            called="tel:42123",
+            requested=10,
+        )
+    )
+    assert debit.result_code == 2001 and debit.cost_units == 2500
+    again = await engine.handle(
+        ccr(
+            "e3",
+            RequestType.EVENT,
+            0,
+            action=RequestedAction.DIRECT_DEBITING,
+            called="tel:42123",
+            requested=10,
+        )
+    )
+    assert again == debit
+    refund = await engine.handle(
+        ccr(
+            "e4",
+            RequestType.EVENT,
+            0,
+            action=RequestedAction.REFUND_ACCOUNT,
+            called="tel:42123",
+            requested=4,
+        )
+    )
+    assert refund.result_code == 2001 and refund.cost_units == 1000
+    assert await available("1001") == 250000 - 2500 + 1000
+    too_much = await engine.handle(
+        ccr("e5", RequestType.EVENT, 0, action=RequestedAction.DIRECT_DEBITING, requested=2000)
+    )
+    assert too_much.result_code == ResultCode.CREDIT_LIMIT_REACHED
+    assert await available("1001") == 248500
+
+
+async def test_tcc_closes_silent_session(engine) -> None:
+    a = await engine.handle(ccr("z1", RequestType.INITIAL, 0, requested=60))
+    assert a.validity_time >= 60
+    engine.test_clock.advance(a.validity_time + engine.grace + 1)
+    closed = await engine.expire_idle()
+    assert closed == ["z1"]
+    cdr = await Cdr.get(session_id="z1")
+    assert (cdr.end_reason, cdr.duration, cdr.cost) == ("TCC_EXPIRED", 60, 12000)
+    acc = await accounts.get_account("1001")
+    assert (acc.balance, acc.reserved) == (250000 - 12000, 0)
+    late = await engine.handle(ccr("z1", RequestType.TERMINATE, 1, used=60))
+    assert late.result_code == ResultCode.UNKNOWN_SESSION_ID
+    assert await LedgerEntry.filter(reference="z1").count() == 1
+
+
+async def test_orphaned_session_closed_by_another_engine(engine) -> None:
+    await engine.handle(ccr("orph", RequestType.INITIAL, 0, requested=60))
+    other = ChargingEngine(ledger.store(), EventBus(), clock=engine.clock, tcc_interval=3600)
+    await other.start()
+    try:
+        engine.test_clock.advance(3600)
+        assert await other.expire_idle() == ["orph"]
+    finally:
+        await other.stop()
+    assert (await accounts.get_account("1001")).reserved == 0
+
+
+async def test_bus_events(engine) -> None:
+    with engine.bus.subscribe() as sub:
+        await engine.handle(ccr("b1", RequestType.INITIAL, 0, requested=60))
+        await engine.handle(ccr("b1", RequestType.TERMINATE, 1, used=3))
+        kinds = [(await sub.get(1)).kind for _ in range(3)]
+    assert kinds == ["session.start", "session.end", "credit.change"]
+
+
+async def test_many_concurrent_sessions_one_account(engine) -> None:
+    acc = await accounts.get_account("1002")
+    await ledger.adjust(acc.id, -(250000 - 100_000), actor="test")  # 500 s of credit
+
+    async def call(i: int) -> int:
+        sid = f"c{i}"
+        a = await engine.handle(ccr(sid, RequestType.INITIAL, 0, sub="1002", requested=30))
+        if a.result_code != 2001:
+            return 0
+        used = min(a.granted_time, 7 + i % 20)
+        t = await engine.handle(ccr(sid, RequestType.TERMINATE, 1, sub="1002", used=used))
+        return t.cost_units
+
+    costs = await asyncio.gather(*(call(i) for i in range(200)))
+    acc = await accounts.get_account("1002")
+    assert acc.reserved == 0
+    assert acc.balance == 100_000 - sum(costs)
+    assert acc.balance >= 0
+    assert await ledger.invariant_violations(acc.id) == []
+    assert engine.batches < 400  # requests really were grouped
