@@ -24,7 +24,7 @@ from ocs.config import ConfigError, Settings, load_settings
 from ocs.db import database
 from ocs.settings_store import load_operator_settings
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("ocs.control",)
 
 EXIT_OK = 0
 EXIT_ERROR = 1
