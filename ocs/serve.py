@@ -77,6 +77,7 @@ def _lazy(module: str, name: str) -> Callable[[ServeContext], Awaitable[Part]]:
 
 PARTS: dict[str, Callable[[ServeContext], Awaitable[Part]]] = {
     "ocs": start_ocs,
+    "ivr": _lazy("ivr_bridge.service", "start_part"),
     "control": _lazy("ocs.control", "start_control"),
 }
 

@@ -208,9 +208,15 @@ def parse_settings(values: Mapping[str, Any], base: OperatorSettings) -> Operato
     return result
 
 
+def _unwrap(value: Any) -> Any:
+    # Values are stored as {"v": value}: Tortoise's JSONField would parse a bare string as
+    # JSON text on the way in.
+    return value["v"] if isinstance(value, dict) and "v" in value else value
+
+
 async def load_operator_settings() -> OperatorSettings:
-    rows = await Setting.all()
-    stored = {row.key: row.value for row in rows if row.key in PARSERS}
+    rows = await Setting.filter(key__in=list(PARSERS))
+    stored = {row.key: _unwrap(row.value) for row in rows}
     try:
         return parse_settings(stored, OperatorSettings())
     except SettingsError:
@@ -232,5 +238,5 @@ async def save_operator_settings(values: Mapping[str, Any]) -> OperatorSettings:
     stored = updated.as_json()
     async with in_transaction():
         for key in values:
-            await Setting.update_or_create(key=key, defaults={"value": stored[key]})
+            await Setting.update_or_create(key=key, defaults={"value": {"v": stored[key]}})
     return updated

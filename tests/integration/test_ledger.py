@@ -115,3 +115,22 @@ async def test_concurrent_reservations_never_overcommit(db) -> None:
     assert bal.reserved == 0
     assert bal.balance == 10_000 - sum(costs)
     assert await ledger.invariant_violations(aid) == []
+
+
+async def test_operator_settings_round_trip(db) -> None:
+    from decimal import Decimal
+
+    from ocs.settings_store import SettingsError, load_operator_settings, save_operator_settings
+
+    saved = await save_operator_settings(
+        {"default_calling_address": "127.0.0.1:5082", "unit_price": "0,0002", "csv_separator": ";",
+         "default_calling_forced": "on"}
+    )
+    loaded = await load_operator_settings()
+    assert loaded == saved
+    assert loaded.default_calling_address == "127.0.0.1:5082"
+    assert loaded.unit_price == Decimal("0.0002") and loaded.default_calling_forced
+    with pytest.raises(SettingsError) as err:
+        await save_operator_settings({"timezone": "Mars/Olympus", "currency": "Dollars"})
+    assert err.value.field == "timezone"
+    assert (await load_operator_settings()).currency == "Euros"  # nothing half-written

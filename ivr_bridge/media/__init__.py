@@ -1,0 +1,1 @@
+"""RTP media: packets, DTMF, G.711, paced playback and relay."""

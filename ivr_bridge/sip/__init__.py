@@ -1,0 +1,1 @@
+"""A minimal, strict SIP user agent: sans-I/O parsing and SDP, a thin asyncio edge."""
