@@ -1,0 +1,448 @@
+"""Operator pages: Config, Users (+ statement, credit, DID mapping), Costs."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Request, get, post
+from litestar.datastructures import UploadFile
+from litestar.exceptions import NotFoundException
+from litestar.response import Redirect, Response, Template
+
+from api.templating import render_page
+from api.web import flash, form_dict, page_context, rating_field
+from ocs import accounts, admin_auth, ledger, money, rating, tariffs
+from ocs.models import Account, LedgerEntry
+from ocs.models import Tariff as TariffRow
+from ocs.settings_store import (
+    PARSERS,
+    SettingsError,
+    load_operator_settings,
+    save_operator_settings,
+)
+
+PAGE_SIZE = 50
+STATEMENT_LIMIT = 200
+BOOL_SETTINGS = ("default_calling_forced", "service_log")
+
+# --- Config ---------------------------------------------------------------------------
+
+
+@get("/config", include_in_schema=False)
+async def config_page(request: Request[Any, Any, Any]) -> Template:
+    context = await page_context(request, "config")
+    context.update({"values": context["ops"].as_json(), "error_field": "", "error": ""})
+    return render_page(request, "config.html", context)
+
+
+@post("/config", include_in_schema=False, status_code=303)
+async def config_save(request: Request[Any, Any, Any]) -> Template | Redirect:
+    form = await form_dict(request)
+    new_password = form.pop("new_password", "")
+    confirm = form.pop("confirm_password", "")
+    values = {k: v for k, v in form.items() if k in PARSERS}
+    for name in BOOL_SETTINGS:
+        values[name] = "true" if form.get(name) else "false"
+    error_field = error = ""
+    if new_password or confirm:
+        if new_password != confirm:
+            error_field, error = "new_password", "The two passwords differ."
+        else:
+            try:
+                admin_auth.validate_password(new_password)
+            except admin_auth.PasswordError as exc:
+                error_field, error = "new_password", str(exc).capitalize() + "."
+    if not error:
+        try:
+            await save_operator_settings(values)
+        except SettingsError as exc:
+            error_field, error = exc.field, f"{exc.message.capitalize()}."
+    if error:
+        context = await page_context(request, "config")
+        shown = context["ops"].as_json()
+        shown.update(values)
+        for name in BOOL_SETTINGS:
+            shown[name] = values[name] == "true"
+        context.update({"values": shown, "error_field": error_field, "error": error})
+        return render_page(request, "config.html", context, status=422)
+    if new_password:
+        await admin_auth.set_password(new_password)
+        request.session["tag"] = admin_auth.password_tag(await admin_auth.password_record())
+        flash(request, "Parameters saved; admin password changed.")
+    else:
+        flash(request, "Parameters saved.")
+    return Redirect("/config", status_code=303)
+
+
+# --- Users ----------------------------------------------------------------------------
+
+
+@get("/users", include_in_schema=False)
+async def users_page(request: Request[Any, Any, Any], q: str = "", page: int = 1) -> Template:
+    context = await page_context(request, "users")
+    page = max(1, page)
+    result = await accounts.list_accounts(q, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    pages = max(1, -(-result.total // PAGE_SIZE))
+
+    def link(n: int) -> str:
+        return "/users?" + urlencode({"q": q, "page": n} if q else {"page": n})
+
+    context.update(
+        {
+            "q": q,
+            "items": result.items,
+            "total": result.total,
+            "page": page,
+            "pages": pages,
+            "prev_link": link(page - 1) if page > 1 else "",
+            "next_link": link(page + 1) if page < pages else "",
+            "first": result.offset + 1 if result.items else 0,
+            "last": result.offset + len(result.items),
+        }
+    )
+    return render_page(request, "users.html", context)
+
+
+def _caller_list(text: str) -> list[str]:
+    return [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
+
+
+@get("/users/new", include_in_schema=False)
+async def user_new_page(request: Request[Any, Any, Any]) -> Template:
+    context = await page_context(request, "users")
+    context.update({"values": {"language": context["ops"].default_language}, "error": "",
+                    "error_field": ""})
+    return render_page(request, "user_new.html", context)
+
+
+@post("/users", include_in_schema=False, status_code=303)
+async def user_create(request: Request[Any, Any, Any]) -> Template | Redirect:
+    form = await form_dict(request)
+    try:
+        account = await accounts.create_account(
+            form.get("number", ""),
+            name=form.get("name", ""),
+            pin=form.get("pin") or None,
+            language=form.get("language", "FR"),
+            caller_ids=_caller_list(form.get("caller_ids", "")),
+        )
+    except accounts.AccountError as exc:
+        context = await page_context(request, "users")
+        context.update({"values": form, "error": str(exc), "error_field": exc.field})
+        return render_page(request, "user_new.html", context, status=422)
+    flash(request, f"User {account.number} created.")
+    return Redirect(f"/users/{account.number}", status_code=303)
+
+
+async def _account(number: str) -> Account:
+    try:
+        return await accounts.get_account(number)
+    except accounts.UnknownAccount:
+        raise NotFoundException(f"No user {number}.") from None
+
+
+@get("/users/{number:str}", include_in_schema=False)
+async def user_page(request: Request[Any, Any, Any], number: str, all: bool = False) -> Template:
+    account = await _account(number)
+    return await _render_user(request, account, {}, "", "", show_all=all)
+
+
+async def _render_user(
+    request: Request[Any, Any, Any],
+    account: Account,
+    values: dict[str, str],
+    error: str,
+    error_field: str,
+    *,
+    show_all: bool = False,
+    status: int = 200,
+) -> Template:
+    context = await page_context(request, "users")
+    callers = await accounts.caller_ids(account.id)
+    entries_q = LedgerEntry.filter(account_id=account.id)
+    count = await entries_q.count()
+    limit = count if show_all else STATEMENT_LIMIT
+    newest = await entries_q.order_by("-id").limit(max(1, limit))
+    entries = list(reversed(newest))
+    shown = {
+        "name": account.name,
+        "language": account.language,
+        "status": account.status.value,
+        "caller_ids": "\n".join(callers),
+    }
+    shown.update(values)
+    context.update(
+        {
+            "account": account,
+            "callers": callers,
+            "dids": await accounts.list_dids(account.id),
+            "entries": entries,
+            "hidden_entries": count - len(entries),
+            "opening": (entries[0].balance_after - entries[0].amount) if entries else 0,
+            "values": shown,
+            "error": error,
+            "error_field": error_field,
+        }
+    )
+    return render_page(request, "user.html", context, status=status)
+
+
+@post("/users/{number:str}", include_in_schema=False, status_code=303)
+async def user_update(request: Request[Any, Any, Any], number: str) -> Template | Redirect:
+    account = await _account(number)
+    form = await form_dict(request)
+    try:
+        await accounts.update_account(
+            account,
+            name=form.get("name", ""),
+            pin=form.get("pin") or None,
+            language=form.get("language", account.language),
+            status=form.get("status", account.status.value),
+            caller_ids=_caller_list(form.get("caller_ids", "")),
+        )
+    except accounts.AccountError as exc:
+        return await _render_user(request, account, form, str(exc), exc.field, status=422)
+    flash(request, "User saved.")
+    return Redirect(f"/users/{account.number}", status_code=303)
+
+
+@post("/users/{number:str}/credit", include_in_schema=False, status_code=303)
+async def user_credit(request: Request[Any, Any, Any], number: str) -> Redirect:
+    account = await _account(number)
+    form = await form_dict(request)
+    ops = await load_operator_settings()
+    raw = form.get("amount", "").strip()
+    try:
+        if form.get("unit", "units") == "money":
+            units = money.money_to_units(money.parse_money(raw), ops.unit_price)
+        else:
+            if not raw.lstrip("+").isdigit():
+                raise money.MoneyError(f"not a whole number of units: {raw!r}")
+            units = int(raw)
+        posted = await ledger.credit(
+            account.id, units, actor="admin", note=form.get("note", "").strip()[:255]
+        )
+    except (money.MoneyError, ledger.LedgerError) as exc:
+        flash(request, f"Credit refused: {exc}", "error")
+    else:
+        shown = money.format_money(money.units_to_money(units, ops.unit_price))
+        flash(
+            request,
+            f"Added {units} units ({shown} {ops.currency}); balance {posted.balance_after}.",
+        )
+    return Redirect(f"/users/{account.number}", status_code=303)
+
+
+@post("/users/{number:str}/dids", include_in_schema=False, status_code=303)
+async def did_add(request: Request[Any, Any, Any], number: str) -> Redirect:
+    account = await _account(number)
+    form = await form_dict(request)
+    try:
+        row = await accounts.set_did(account.id, form.get("did", ""), form.get("forward_to", ""))
+    except accounts.AccountError as exc:
+        flash(request, f"DID not added: {exc}", "error")
+    else:
+        flash(request, f"DID {row.did} now forwards to {row.forward_to}.")
+    return Redirect(f"/users/{account.number}#dids", status_code=303)
+
+
+@post("/users/{number:str}/dids/{did_id:int}", include_in_schema=False, status_code=303)
+async def did_edit(request: Request[Any, Any, Any], number: str, did_id: int) -> Redirect:
+    account = await _account(number)
+    form = await form_dict(request)
+    try:
+        row = await accounts.set_did(
+            account.id, form.get("did", ""), form.get("forward_to", ""), did_id=did_id
+        )
+    except accounts.AccountError as exc:
+        flash(request, f"DID not saved: {exc}", "error")
+    except LookupError:
+        raise NotFoundException("No such DID mapping.") from None
+    else:
+        flash(request, f"DID {row.did} now forwards to {row.forward_to}.")
+    return Redirect(f"/users/{account.number}#dids", status_code=303)
+
+
+@post("/users/{number:str}/dids/{did_id:int}/delete", include_in_schema=False, status_code=303)
+async def did_delete(request: Request[Any, Any, Any], number: str, did_id: int) -> Redirect:
+    account = await _account(number)
+    if await accounts.delete_did(account.id, did_id):
+        flash(request, "DID mapping deleted.")
+    else:
+        flash(request, "That DID mapping no longer exists.", "error")
+    return Redirect(f"/users/{account.number}#dids", status_code=303)
+
+
+# --- Costs ----------------------------------------------------------------------------
+
+TARIFF_FIELDS = tariffs.COLUMNS
+
+
+async def _costs_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    context = await page_context(request, "costs")
+    ops = context["ops"]
+    context.update(
+        {
+            "rows": await tariffs.list_tariffs(),
+            "values": {"initial_block": ops.default_initial_block,
+                       "increment": ops.default_increment, "h2_begin": 0, "h2_end": 0,
+                       "h2_rate": 0, "connection_charge": 0},
+            "error": "",
+            "error_field": "",
+            "import_error": "",
+        }
+    )
+    return context
+
+
+@get("/costs", include_in_schema=False)
+async def costs_page(request: Request[Any, Any, Any]) -> Template:
+    return render_page(request, "costs.html", await _costs_context(request))
+
+
+def _tariff_form(form: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {k: form.get(k, "") for k in TARIFF_FIELDS if k != "barred"}
+    values["barred"] = bool(form.get("barred"))
+    return values
+
+
+@post("/costs", include_in_schema=False, status_code=303)
+async def tariff_create(request: Request[Any, Any, Any]) -> Template | Redirect:
+    values = _tariff_form(await form_dict(request))
+    ops = await load_operator_settings()
+    try:
+        tariff = tariffs.parse_tariff(
+            values, default_block=ops.default_initial_block, default_increment=ops.default_increment
+        )
+        await tariffs.save_tariff(tariff)
+    except (tariffs.TariffError, rating.RatingError) as exc:
+        context = await _costs_context(request)
+        context.update({"values": values, "error": str(exc), "error_field": _tariff_field(exc)})
+        return render_page(request, "costs.html", context, status=422)
+    flash(request, f"Tariff {tariff.prefix} added.")
+    return Redirect("/costs", status_code=303)
+
+
+def _tariff_field(exc: Exception) -> str:
+    if isinstance(exc, tariffs.TariffError) and exc.field:
+        return exc.field
+    return rating_field(exc)
+
+
+async def _tariff(tariff_id: int) -> TariffRow:
+    row = await TariffRow.get_or_none(id=tariff_id)
+    if row is None:
+        raise NotFoundException("No such tariff.")
+    return row
+
+
+@get("/costs/{tariff_id:int}", include_in_schema=False)
+async def tariff_edit_page(request: Request[Any, Any, Any], tariff_id: int) -> Template:
+    row = await _tariff(tariff_id)
+    context = await page_context(request, "costs")
+    context.update(
+        {"row": row, "values": {k: getattr(row, k) for k in TARIFF_FIELDS}, "error": "",
+         "error_field": ""}
+    )
+    return render_page(request, "tariff_edit.html", context)
+
+
+@post("/costs/{tariff_id:int}", include_in_schema=False, status_code=303)
+async def tariff_update(request: Request[Any, Any, Any], tariff_id: int) -> Template | Redirect:
+    row = await _tariff(tariff_id)
+    values = _tariff_form(await form_dict(request))
+    try:
+        tariff = tariffs.parse_tariff(values)
+        await tariffs.save_tariff(tariff, tariff_id=row.id)
+    except (tariffs.TariffError, rating.RatingError) as exc:
+        context = await page_context(request, "costs")
+        context.update({"row": row, "values": values, "error": str(exc),
+                        "error_field": _tariff_field(exc)})
+        return render_page(request, "tariff_edit.html", context, status=422)
+    flash(request, f"Tariff {tariff.prefix} saved.")
+    return Redirect("/costs", status_code=303)
+
+
+@post("/costs/{tariff_id:int}/delete", include_in_schema=False, status_code=303)
+async def tariff_delete(request: Request[Any, Any, Any], tariff_id: int) -> Redirect:
+    row = await _tariff(tariff_id)
+    await tariffs.delete_tariff(row.id)
+    flash(request, f"Tariff {row.prefix} deleted.")
+    return Redirect("/costs", status_code=303)
+
+
+@get("/costs/export.csv", include_in_schema=False)
+async def tariff_export(request: Request[Any, Any, Any]) -> Response[str]:
+    ops = await load_operator_settings()
+    text = await tariffs.export_csv(ops.csv_separator)
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="tariffs.csv"'},
+    )
+
+
+@post("/costs/import", include_in_schema=False, status_code=303)
+async def tariff_import(request: Request[Any, Any, Any]) -> Template | Redirect:
+    form = await request.form()
+    upload = form.get("file")
+    text = ""
+    if isinstance(upload, UploadFile):
+        data = await upload.read()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            text = ""
+            error = "The file is not UTF-8 text."
+        else:
+            error = ""
+    else:
+        error = ""
+    if not text.strip() and not error:
+        text = str(form.get("text") or "")
+    ops = await load_operator_settings()
+    separator = str(form.get("separator") or ops.csv_separator)
+    if separator == "\\t":
+        separator = "\t"
+    if not error and not text.strip():
+        error = "Choose a CSV file (or paste CSV text) to import."
+    if not error:
+        try:
+            count = await tariffs.import_csv(
+                text,
+                separator[:1],
+                replace=bool(form.get("replace")),
+                default_block=ops.default_initial_block,
+                default_increment=ops.default_increment,
+            )
+        except (tariffs.TariffError, rating.RatingError) as exc:
+            error = f"Nothing imported: {exc}"
+        else:
+            flash(request, f"Imported {count} tariff(s).")
+            return Redirect("/costs", status_code=303)
+    context = await _costs_context(request)
+    context["import_error"] = error
+    return render_page(request, "costs.html", context, status=422)
+
+
+ROUTES: list[Any] = [
+    config_page,
+    config_save,
+    users_page,
+    user_new_page,
+    user_create,
+    user_page,
+    user_update,
+    user_credit,
+    did_add,
+    did_edit,
+    did_delete,
+    costs_page,
+    tariff_create,
+    tariff_edit_page,
+    tariff_update,
+    tariff_delete,
+    tariff_export,
+    tariff_import,
+]
