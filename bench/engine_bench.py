@@ -21,7 +21,11 @@ from ocs import accounts, ledger  # noqa: E402
 from ocs.charging.engine import ChargingEngine  # noqa: E402
 from ocs.config import load_settings  # noqa: E402
 from ocs.credit_control import (  # noqa: E402
-    CCRequest, RequestType, SubscriptionId, SubscriptionIdType, UsedUnits,
+    CCRequest,
+    RequestType,
+    SubscriptionId,
+    SubscriptionIdType,
+    UsedUnits,
 )
 from ocs.db import database, migrate  # noqa: E402
 from ocs.demo import load_demo  # noqa: E402

@@ -130,11 +130,14 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     return results
 
 
+RESULT = Path(__file__).parent / "results" / (Path(__file__).stem + ".json")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 50, 200])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / (Path(__file__).stem + ".json"))
+    parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     args.out.write_text(

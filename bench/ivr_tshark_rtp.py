@@ -116,9 +116,12 @@ async def run(workdir: Path) -> dict[str, Any]:
     raise SystemExit(f"bridge stream (port {leg_port}) not found in:\n{text}")
 
 
+RESULT = Path(__file__).parent / "results" / (Path(__file__).stem + ".json")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / (Path(__file__).stem + ".json"))
+    parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         result = asyncio.run(run(Path(tmp)))

@@ -24,7 +24,12 @@ from ocs.config import ConfigError, Settings, load_settings
 from ocs.db import database
 from ocs.settings_store import load_operator_settings
 
-COMMAND_MODULES: tuple[str, ...] = ("ocs.control",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "ocs.control",
+    "ocs.diameter.cli_client",
+    "ocs.cli_billing",
+    "api.cli",
+)
 
 EXIT_OK = 0
 EXIT_ERROR = 1

@@ -78,6 +78,9 @@ def _lazy(module: str, name: str) -> Callable[[ServeContext], Awaitable[Part]]:
 PARTS: dict[str, Callable[[ServeContext], Awaitable[Part]]] = {
     "ocs": start_ocs,
     "ivr": _lazy("ivr_bridge.service", "start_part"),
+    "web": _lazy("api.server", "start_web"),
+    "mqtt": _lazy("ocs.mqtt", "start_mqtt"),
+    "billing": _lazy("ocs.billing", "start_billing_scheduler"),
     "control": _lazy("ocs.control", "start_control"),
 }
 

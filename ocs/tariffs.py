@@ -84,9 +84,8 @@ def parse_tariff(
             barred = False
         else:
             raise TariffError(f"barred must be yes or no, got {barred_raw!r}", "barred")
-    tariff = rating.Tariff(prefix=prefix, barred=barred, **ints)
     try:
-        tariff.validate()
+        tariff = rating.Tariff(prefix=prefix, barred=barred, **ints)  # validates itself
     except rating.RatingError as exc:
         raise TariffError(str(exc)) from None
     return tariff
