@@ -7,6 +7,10 @@ baseline to compare both in one run.
 
     python bench/gy_load.py --host 127.0.0.1 --port 3868 --duration 10 --out bench/results/x.json
     python bench/gy_load.py --spawn both --duration 10 --out bench/results/protocol.json
+    python bench/gy_load.py --spawn full --concurrency 8 --out bench/results/gy_full.json
+
+`--spawn full` runs the real product (`ocs serve --only ocs`, demo data) on SQLite, then on a
+fresh PostgreSQL database, then the stock python-diameter Node baseline, in one run.
 
 Every session is I (request 30 s) -> U (used 30) -> U (used 30) -> T (used 10), so the mix is
 I:U:T = 1:2:1; `--concurrency` sessions are in flight per connection (requests pipelined
@@ -213,6 +217,59 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
     raise RuntimeError(f"server on port {port} did not start")
 
 
+PG_DSN = os.environ.get("OCS_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _fresh_postgres() -> tuple[str, str]:
+    """A new PostgreSQL database for one run: (URL for ocs, database name)."""
+    import uuid
+
+    import asyncpg
+
+    name = f"ocs_gybench_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(PG_DSN)
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+
+    asyncio.run(create())
+    base = PG_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgres://")
+    return f"{base}/{name}", name
+
+
+def _drop_postgres(name: str) -> None:
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_DSN)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+    asyncio.run(drop())
+
+
+def spawn_ocs(database: str, port: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """The real product (`ocs serve --only ocs`: charging engine + Diameter) with demo data
+    and enough credit on 1001 that the run never runs dry."""
+    import tempfile
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OCS_DATA_DIR": tempfile.mkdtemp(prefix="ocs-gybench-"),
+           "OCS_DIAMETER_PORT": str(port), "OCS_DIAMETER_REALM": "bench",
+           "OCS_DIAMETER_ORIGIN_HOST": "ocs.bench"}
+    if database == "postgres":
+        env["OCS_DATABASE_URL"], env["OCS_BENCH_PG_NAME"] = _fresh_postgres()
+    ocs = [sys.executable, "-m", "ocs.cli"]
+    for step in (["migrate"], ["demo"], ["account", "credit", "1001", "1000000000"]):
+        subprocess.run(ocs + step, cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([*ocs, "serve", "--only", "ocs"], cwd=root, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    time.sleep(0.5)
+    return proc, env
+
+
 def spawn(kind: str, port: int, connections: int) -> subprocess.Popen[bytes]:
     root = Path(__file__).resolve().parent.parent
     if kind == "memory":
@@ -231,7 +288,11 @@ def spawn(kind: str, port: int, connections: int) -> subprocess.Popen[bytes]:
 
 def measure_spawned(kind: str, args: argparse.Namespace) -> dict[str, object]:
     port = free_port()
-    proc = spawn(kind, port, args.connections)
+    env: dict[str, str] = {}
+    if kind.startswith("ocs-"):
+        proc, env = spawn_ocs(kind.removeprefix("ocs-"), port)
+    else:
+        proc = spawn(kind, port, args.connections)
     try:
         res = asyncio.run(run_load("127.0.0.1", port, connections=args.connections,
                                    concurrency=args.concurrency, duration=args.duration,
@@ -243,8 +304,14 @@ def measure_spawned(kind: str, args: argparse.Namespace) -> dict[str, object]:
             proc.wait(5)
         except subprocess.TimeoutExpired:
             proc.kill()
-    res["server"] = "ocs.diameter (in-memory handler)" if kind == "memory" else \
-        "python-diameter Node, fixed CCA"
+        if "OCS_BENCH_PG_NAME" in env:
+            _drop_postgres(env["OCS_BENCH_PG_NAME"])
+    res["server"] = {
+        "memory": "ocs.diameter (in-memory handler)",
+        "node": "python-diameter Node, fixed CCA",
+        "ocs-sqlite": "ocs serve (charging engine + Diameter), SQLite",
+        "ocs-postgres": "ocs serve (charging engine + Diameter), PostgreSQL",
+    }[kind]
     return res
 
 
@@ -258,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--no-mscc", action="store_true", help="top-level RSU/USU instead of MSCC")
-    ap.add_argument("--spawn", choices=["memory", "node", "both"],
+    ap.add_argument("--spawn", choices=["memory", "node", "both", "full"],
                     help="start the server(s) locally instead of targeting host:port")
     ap.add_argument("--out", type=Path, help="write the JSON result here")
     args = ap.parse_args(argv)
@@ -270,13 +337,16 @@ def main(argv: list[str] | None = None) -> int:
         "mix": "I:U:T = 1:2:1",
     }
     if args.spawn:
-        kinds = ["memory", "node"] if args.spawn == "both" else [args.spawn]
+        kinds = {
+            "both": ["memory", "node"],
+            "full": ["ocs-sqlite", "ocs-postgres", "node"],
+        }.get(args.spawn, [args.spawn])
         runs = {k: measure_spawned(k, args) for k in kinds}
         result["runs"] = runs
-        if len(runs) == 2:
-            a, b = runs["memory"]["ccr_per_s"], runs["node"]["ccr_per_s"]
-            assert isinstance(a, float) and isinstance(b, float)
-            result["ratio_ocs_over_node"] = round(a / b, 2) if b else None
+        node = runs.get("node", {}).get("ccr_per_s")
+        for k, r in runs.items():
+            if k != "node" and isinstance(node, float) and node:
+                result[f"ratio_{k}_over_node"] = round(float(r["ccr_per_s"]) / node, 2)
     else:
         result["target"] = f"{args.host}:{args.port}"
         result["run"] = asyncio.run(run_load(

@@ -3,7 +3,7 @@
 Concurrency model
   * Requests are turned into ledger operations (ocs.charging.operations) and queued; a batch
     worker runs everything queued so far in one transaction (group commit) and resolves the
-    requests' futures after COMMIT. SQLite gets one worker (one writer); PostgreSQL several.
+    requests' futures after COMMIT (one worker by default, see __init__).
   * Requests of one session run one after another (a retransmission that overtakes the
     original waits for it and gets the same answer); different sessions run in parallel.
   * Live sessions are held in memory; their state is also written to credit_session so that
@@ -66,7 +66,10 @@ class ChargingEngine:
         self.strategy = strategy
         self.clock = clock or (lambda: datetime.now(UTC))
         self.max_batch = max_batch
-        self.workers = workers or (1 if store.dialect == "sqlite" else 4)
+        # One batch worker by default on both databases: bigger batches, and no two batches
+        # of ours queueing on the same hot account row (PostgreSQL, one account, 4x8 load:
+        # 1 worker 724 CCR/s, 2 workers 494, 4 workers 606).
+        self.workers = workers or 1
         self.refresh_interval = refresh_interval
         self.tcc_interval = tcc_interval
         self.table = rating.TariffTable(())
