@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -311,15 +311,7 @@ class ChargingEngine:
         for session in [s for s in self._live.values() if s.expires_at < ctx.now]:
             if session.session_id in self._tails:
                 continue  # a request is in progress: not silent
-            outcome = await self.run(
-                ops.close_op(
-                    session,
-                    ctx,
-                    used=[],
-                    end_reason="TCC_EXPIRED",
-                    charge_outstanding_grants=True,
-                )
-            )
+            outcome = await self.run(_tcc_close(session, ctx))
             self._live.pop(session.session_id, None)
             self._apply(outcome, None)
             closed.append(session.session_id)
@@ -334,15 +326,7 @@ class ChargingEngine:
             state, session = await self.run(ops.load_session(session_id))
             if state != "open" or session is None:
                 continue
-            outcome = await self.run(
-                ops.close_op(
-                    session,
-                    ctx,
-                    used=[],
-                    end_reason="TCC_EXPIRED",
-                    charge_outstanding_grants=True,
-                )
-            )
+            outcome = await self.run(_tcc_close(session, ctx))
             self._apply(outcome, None)
             closed.append(session_id)
         return closed
@@ -357,18 +341,21 @@ class ChargingEngine:
             except Exception:
                 log.exception("Tcc supervision pass failed")
 
+    def _in_background(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _abort_in_background(self, session_id: str) -> None:
-        if self.gateway is None:
+        gateway = self.gateway
+        if gateway is None:
             return
 
         async def abort() -> None:
-            assert self.gateway is not None
             with contextlib.suppress(Exception):
-                await self.gateway.send_asr(session_id)
+                await gateway.send_asr(session_id)
 
-        task = asyncio.create_task(abort())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(abort())
 
     async def kill(self, session_id: str) -> int:
         """Abort a live call: ASR to its client, which then ends it with a CCR-T."""
@@ -406,9 +393,13 @@ class ChargingEngine:
             except Exception as exc:
                 log.info("RAR for %s failed: %s", session_id, exc)
 
-        task = asyncio.create_task(rar())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(rar())
+
+
+def _tcc_close(session: LiveSession, ctx: ops.RatingContext) -> Op[ops.Outcome]:
+    return ops.close_op(
+        session, ctx, used=[], end_reason="TCC_EXPIRED", charge_outstanding_grants=True
+    )
 
 
 def _error(req: CCRequest, code: ResultCode, message: str) -> CCAnswer:
