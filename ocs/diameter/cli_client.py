@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -143,6 +144,8 @@ async def _call(args: argparse.Namespace) -> int:
     every = max(1, args.update_every)
     async with GyClient(host, port, origin, realm, timeout=args.timeout) as gy:
         sid = gy.new_session_id()
+        aborted = asyncio.Event()  # the OCS sent ASR (operator cut): end the call now
+        gy.on_asr(lambda s: aborted.set() if s == sid else None)
         first = await gy.initial(sid, args.caller, args.called, requested_time=every,
                                  mscc=args.mscc)
         _emit(args, "CCR-I", first)
@@ -158,7 +161,16 @@ async def _call(args: argparse.Namespace) -> int:
                 break
             use = min(grant, every, left)
             if args.realtime:
-                await asyncio.sleep(use)
+                began = asyncio.get_running_loop().time()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(aborted.wait(), use)
+            if aborted.is_set():
+                if args.realtime:
+                    use = min(use, int(asyncio.get_running_loop().time() - began))
+                elapsed += use
+                cut = True
+                t = await gy.terminate(sid, use, termination_cause=4)  # ADMINISTRATIVE
+                break
             elapsed += use
             if elapsed >= args.duration:
                 t = await gy.terminate(sid, use)
