@@ -92,6 +92,7 @@ class Reservation:
 class Balance:
     balance: int
     reserved: int
+    active: bool = True
 
     @property
     def available(self) -> int:
@@ -100,7 +101,7 @@ class Balance:
 
 # --- operations (pure generators) ----------------------------------------------------
 
-_SELECT = "SELECT balance, reserved FROM account WHERE id = ?"
+_SELECT = "SELECT balance, reserved, status FROM account WHERE id = ?"
 
 
 def _insert_entry(
@@ -137,7 +138,7 @@ def read_balance(account_id: int, lock: bool = False) -> Op[Balance]:
     rows = yield (_SELECT + (" FOR UPDATE" if lock else ""), (account_id,))
     if not rows:
         raise UnknownAccountId(account_id)
-    return Balance(int(rows[0][0]), int(rows[0][1]))
+    return Balance(int(rows[0][0]), int(rows[0][1]), rows[0][2] == "active")
 
 
 def post(
@@ -183,6 +184,8 @@ def reserve(
         return Reservation(0, current.available)
     if strategy is Strategy.LOCK:
         current = yield from read_balance(account_id, lock=True)
+        if not current.active:
+            return None  # a blocked account gets no new reservation
         take = min(want, max(0, current.available))
         if take < minimum or (take == 0 and minimum > 0):
             return None
@@ -199,6 +202,8 @@ def reserve(
         if rows:
             return Reservation(take, int(rows[0][0]))
         current = yield from read_balance(account_id)
+        if not current.active:
+            return None  # the guard failed on status, not on credit: retrying cannot help
         take = min(want, max(0, current.available))
         if take < minimum or (take == 0 and minimum > 0):
             return None
@@ -241,6 +246,8 @@ def settle(
     debit = cost
     if strategy is Strategy.LOCK:
         current = yield from read_balance(account_id, lock=True)
+        if current.reserved < reserved:
+            raise LedgerError(f"settle of {reserved} units exceeds the reservation of {account_id}")
         debit = min(cost, current.balance - (current.reserved - reserved))
         rows = yield (
             "UPDATE account SET balance = balance - ?, reserved = reserved - ? WHERE id = ?"

@@ -78,7 +78,7 @@ class ChargingEngine:
         self._table_version = -1
         self._queue: asyncio.Queue[tuple[Op[Any], asyncio.Future[Any]]] = asyncio.Queue()
         self._live: dict[str, LiveSession] = {}
-        self._answers: OrderedDict[tuple[str, int], CCAnswer] = OrderedDict()
+        self._answers: OrderedDict[tuple[str, int, int], CCAnswer] = OrderedDict()
         self._refused_initial: OrderedDict[str, None] = OrderedDict()
         self._tails: dict[str, asyncio.Future[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -176,7 +176,7 @@ class ChargingEngine:
         return answer
 
     async def _handle(self, req: CCRequest) -> CCAnswer:
-        key = (req.session_id, req.request_number)
+        key = (req.session_id, req.request_number, int(req.request_type))
         cached = self._answers.get(key)
         if cached is not None:
             return cached
@@ -199,7 +199,7 @@ class ChargingEngine:
             if self._tails.get(req.session_id) is mine:
                 del self._tails[req.session_id]
 
-    def _remember(self, key: tuple[str, int], answer: CCAnswer) -> None:
+    def _remember(self, key: tuple[str, int, int], answer: CCAnswer) -> None:
         self._answers[key] = answer
         if len(self._answers) > REMEMBERED_ANSWERS:
             self._answers.popitem(last=False)
@@ -220,7 +220,15 @@ class ChargingEngine:
         elif req.request_type is RequestType.EVENT:
             outcome = await self.run(self._event_op(req, ctx))
         else:
-            outcome = await self.run(self._continue_op(req, ctx, self._live.get(req.session_id)))
+            try:
+                outcome = await self.run(
+                    self._continue_op(req, ctx, self._live.get(req.session_id))
+                )
+            except ops.SessionConflict:
+                # Our copy was stale (closed by Tcc, or moved on in another process):
+                # start again from the database's state.
+                self._live.pop(req.session_id, None)
+                outcome = await self.run(self._continue_op(req, ctx, None))
         self._apply(outcome, req)
         return outcome.answer
 
@@ -242,7 +250,9 @@ class ChargingEngine:
             return ops.Outcome(_error(req, ResultCode.UNABLE_TO_COMPLY, "session id in use"))
 
     def _event_op(self, req: CCRequest, ctx: ops.RatingContext) -> Op[ops.Outcome]:
-        stored = yield from ops.event_answer_op(req.session_id, req.request_number)
+        stored = yield from ops.event_answer_op(
+            req.session_id, req.request_number, RequestType.EVENT
+        )
         if stored is not None:
             return ops.Outcome(stored)
         return (yield from ops.event_op(req, ctx))
@@ -264,11 +274,20 @@ class ChargingEngine:
                     )
                 return ops.Outcome(_error(req, ResultCode.UNKNOWN_SESSION_ID, "unknown session"))
             if state == "closed":
-                if session.last_request_number == req.request_number:
-                    return ops.Outcome(session.last_answer)
+                last = session.last_answer
+                if (
+                    session.last_request_number == req.request_number
+                    and last.request_type is req.request_type
+                ):
+                    return ops.Outcome(last)
                 return ops.Outcome(_error(req, ResultCode.UNKNOWN_SESSION_ID, "session closed"))
         if req.request_number == session.last_request_number:
-            return ops.Outcome(session.last_answer, session)
+            if session.last_answer.request_type is req.request_type:
+                return ops.Outcome(session.last_answer, session)  # a retransmission
+            return ops.Outcome(
+                _error(req, ResultCode.UNABLE_TO_COMPLY, "CC-Request-Number already used"),
+                session,
+            )
         if req.request_number < session.last_request_number:
             return ops.Outcome(
                 _error(req, ResultCode.UNABLE_TO_COMPLY, "CC-Request-Number went backwards"),
@@ -311,7 +330,13 @@ class ChargingEngine:
         for session in [s for s in self._live.values() if s.expires_at < ctx.now]:
             if session.session_id in self._tails:
                 continue  # a request is in progress: not silent
-            outcome = await self.run(_tcc_close(session, ctx))
+            try:
+                outcome = await self.run(_tcc_close(session, ctx))
+            except ops.SessionConflict:
+                # it moved on meanwhile (a late request here, or another process)
+                if self._live.get(session.session_id) is session:
+                    del self._live[session.session_id]
+                continue
             self._live.pop(session.session_id, None)
             self._apply(outcome, None)
             closed.append(session.session_id)
@@ -326,7 +351,10 @@ class ChargingEngine:
             state, session = await self.run(ops.load_session(session_id))
             if state != "open" or session is None:
                 continue
-            outcome = await self.run(_tcc_close(session, ctx))
+            try:
+                outcome = await self.run(_tcc_close(session, ctx))
+            except ops.SessionConflict:
+                continue
             self._apply(outcome, None)
             closed.append(session_id)
         return closed

@@ -71,6 +71,11 @@ class Subscriber:
     active: bool
 
 
+class SessionConflict(Exception):
+    """The session's row moved on (closed, or served by another process) since this copy
+    was read: the operation is rolled back and the engine retries from the database."""
+
+
 class Refusal(Exception):
     """Refuse the whole request with a Result-Code."""
 
@@ -231,9 +236,28 @@ def _grant_service(
 
 
 def _service_requests(req: CCRequest) -> list[MsccRequest]:
-    if req.mscc is not None:
-        return list(req.mscc)
-    return [MsccRequest(None, None, req.requested, req.requested_time, req.used)]
+    if req.mscc is None:
+        return [MsccRequest(None, None, req.requested, req.requested_time, req.used)]
+    # Two MSCCs for the same Rating-Group/Service-Identifier are one service: their usage
+    # adds up and they get one grant (otherwise a reservation would be counted once).
+    merged: dict[tuple[int | None, int | None], MsccRequest] = {}
+    for m in req.mscc:
+        key = (m.rating_group, m.service_identifier)
+        prev = merged.get(key)
+        if prev is None:
+            merged[key] = m
+            continue
+        merged[key] = MsccRequest(
+            m.rating_group,
+            m.service_identifier,
+            prev.requested or m.requested,
+            max(
+                (t for t in (prev.requested_time, m.requested_time) if t is not None),
+                default=None,
+            ),
+            prev.used + m.used,
+        )
+    return list(merged.values())
 
 
 def _combine(
@@ -483,10 +507,11 @@ def update_op(req: CCRequest, session: LiveSession, ctx: RatingContext) -> Op[Ou
         final_units=any(r.answer.final_unit_action is not None for r in results),
     )
     cost = sum(quota.used_cost(new.tariff, s, ctx.settings.tz) for s in services.values())
-    yield (
+    guarded = yield (
         "UPDATE credit_session SET reserved = ?, used_seconds = ?, cost = ?,"
         " last_request_number = ?, last_answer = ?, expires_at = ?, updated_at = ?"
-        " WHERE session_id = ?",
+        " WHERE session_id = ? AND state = 'open' AND last_request_number = ?"
+        " RETURNING session_id",
         (
             new.reserved,
             new.used,
@@ -496,8 +521,11 @@ def update_op(req: CCRequest, session: LiveSession, ctx: RatingContext) -> Op[Ou
             new.expires_at,
             ctx.now,
             new.session_id,
+            session.last_request_number,
         ),
     )
+    if not guarded:
+        raise SessionConflict(new.session_id)
     events = [("session.update", _session_event(new, ctx, available))]
     _low_credit(events, new.account_number, available, ctx)
     return Outcome(answer, new, events=events)
@@ -554,10 +582,11 @@ def close_op(
     closed = dataclasses.replace(
         session, services=services, last_request_number=request_number, last_answer=answer
     )
-    yield (
+    guarded = yield (
         "UPDATE credit_session SET state = 'closed', reserved = 0, used_seconds = ?, cost = ?,"
         " last_request_number = ?, last_answer = ?, updated_at = ?, end_reason = ?"
-        " WHERE session_id = ?",
+        " WHERE session_id = ? AND state = 'open' AND last_request_number = ?"
+        " RETURNING session_id",
         (
             used_total,
             settled.debited,
@@ -566,8 +595,11 @@ def close_op(
             ctx.now,
             end_reason,
             session.session_id,
+            session.last_request_number,
         ),
     )
+    if not guarded:
+        raise SessionConflict(session.session_id)
     yield (
         "INSERT INTO cdr (account_id, account_number, session_id, call_id, calling, dialed,"
         " started_at, connect_delay, duration, cost, tariff_prefix, end_reason, created_at)"
@@ -625,9 +657,9 @@ def terminate_op(req: CCRequest, session: LiveSession, ctx: RatingContext) -> Op
 def _event_seconds(req: CCRequest, ctx: RatingContext) -> int:
     for sr in _service_requests(req):
         if sr.used:
-            return sum(u.cc_time for u in sr.used)
-        if sr.requested_time:
-            return sr.requested_time
+            return min(sum(u.cc_time for u in sr.used), ctx.settings.max_grant)
+        if sr.requested_time is not None:
+            return min(sr.requested_time, ctx.settings.max_grant)
     return ctx.settings.default_grant
 
 
@@ -641,7 +673,12 @@ def _record_event(
         "INSERT INTO credit_session (session_id, account_id, state, peer, calling, called,"
         " tariff_prefix, rate, reserved, used_seconds, cost, last_request_number, last_answer,"
         " started_at, expires_at, updated_at, end_reason)"
-        " VALUES (?, ?, 'closed', ?, '', '', '', 0, 0, 0, ?, ?, ?, ?, NULL, ?, 'EVENT')",
+        " VALUES (?, ?, 'closed', ?, '', '', '', 0, 0, 0, ?, ?, ?, ?, NULL, ?, 'EVENT')"
+        # several events may share a Session-Id (e.g. a debit then its refund)
+        " ON CONFLICT (session_id) DO UPDATE SET cost = excluded.cost,"
+        " last_request_number = excluded.last_request_number,"
+        " last_answer = excluded.last_answer, updated_at = excluded.updated_at"
+        " WHERE credit_session.end_reason = 'EVENT'",
         (
             req.session_id,
             account_id,
@@ -713,15 +750,29 @@ def event_op(req: CCRequest, ctx: RatingContext) -> Op[Outcome]:
             dialed=called,
             duration=seconds,
             at=ctx.now,
-            record=True,
+            record=seconds > 0,
             strategy=ctx.strategy,
         )
         balance_after, amount = settled.balance_after, -settled.debited
         kind = LedgerKind.CALL
     else:  # REFUND_ACCOUNT
+        # A refund gives back at most what this Session-Id debited and has not yet refunded,
+        # so a client can never create money with it.
+        net = yield (
+            "SELECT COALESCE(SUM(amount), 0) FROM ledger_entry"
+            " WHERE account_id = ? AND reference = ? AND kind IN ('CALL', 'REFUND')",
+            (aid, req.session_id),
+        )
+        units = min(units, -int(net[0][0]))
         if units <= 0:
             return Outcome(
-                _refused(req, Refusal(ResultCode.INVALID_AVP_VALUE, "nothing to refund"))
+                _refused(
+                    req,
+                    Refusal(
+                        ResultCode.INVALID_AVP_VALUE,
+                        "nothing to refund: this Session-Id has no unrefunded debit",
+                    ),
+                )
             )
         posted = yield from ledger.post(
             aid,
@@ -760,8 +811,10 @@ def event_op(req: CCRequest, ctx: RatingContext) -> Op[Outcome]:
     return Outcome(answer, events=events)
 
 
-def event_answer_op(session_id: str, request_number: int) -> Op[CCAnswer | None]:
-    """A stored answer for (session, request number), if that request was already served."""
+def event_answer_op(
+    session_id: str, request_number: int, request_type: RequestType | None = None
+) -> Op[CCAnswer | None]:
+    """A stored answer for (session, request number[, type]), if that request was served."""
     from ocs.charging.state import answer_from_json
 
     rows = yield (
@@ -771,4 +824,7 @@ def event_answer_op(session_id: str, request_number: int) -> Op[CCAnswer | None]
     if not rows or int(rows[0][0]) != request_number:
         return None
     data = rows[0][1] if isinstance(rows[0][1], dict) else json.loads(rows[0][1])
-    return answer_from_json(data["answer"])
+    answer = answer_from_json(data["answer"])
+    if request_type is not None and answer.request_type is not request_type:
+        return None
+    return answer

@@ -62,7 +62,14 @@ def record_usage(
     pieces = list(usage.pieces)
     used, raw_cost = usage.used, usage.raw_cost
     cursor = start  # where the next contiguous second of this report begins
-    for report in reports:
+    # Seconds before a tariff change come first, whatever order the client listed them in.
+    order = {
+        TariffChangeUsage.UNIT_BEFORE_TARIFF_CHANGE: 0,
+        None: 1,
+        TariffChangeUsage.UNIT_INDETERMINATE: 1,
+        TariffChangeUsage.UNIT_AFTER_TARIFF_CHANGE: 2,
+    }
+    for report in sorted(reports, key=lambda r: order[r.tariff_change_usage]):
         seconds = report.cc_time
         if seconds <= 0:
             continue

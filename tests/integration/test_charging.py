@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -319,6 +320,29 @@ async def test_events(engine) -> None:
     assert again == debit
     refund = await engine.handle(
         ccr(
+            "e3",
+            RequestType.EVENT,
+            1,
+            action=RequestedAction.REFUND_ACCOUNT,
+            called="tel:42123",
+            requested=4,
+        )
+    )
+    assert refund.result_code == 2001 and refund.cost_units == 1000
+    # never more than the session debited, and nothing for a session that debited nothing
+    greedy = await engine.handle(
+        ccr(
+            "e3",
+            RequestType.EVENT,
+            2,
+            action=RequestedAction.REFUND_ACCOUNT,
+            called="tel:42123",
+            requested=3600,
+        )
+    )
+    assert greedy.result_code == 2001 and greedy.cost_units == 1500
+    empty = await engine.handle(
+        ccr(
             "e4",
             RequestType.EVENT,
             0,
@@ -327,13 +351,13 @@ async def test_events(engine) -> None:
             requested=4,
         )
     )
-    assert refund.result_code == 2001 and refund.cost_units == 1000
-    assert await available("1001") == 250000 - 2500 + 1000
+    assert empty.result_code == ResultCode.INVALID_AVP_VALUE
+    assert await available("1001") == 250000
     too_much = await engine.handle(
         ccr("e5", RequestType.EVENT, 0, action=RequestedAction.DIRECT_DEBITING, requested=2000)
     )
     assert too_much.result_code == ResultCode.CREDIT_LIMIT_REACHED
-    assert await available("1001") == 248500
+    assert await available("1001") == 250000
 
 
 async def test_tcc_closes_silent_session(engine) -> None:
@@ -391,3 +415,97 @@ async def test_many_concurrent_sessions_one_account(engine) -> None:
     assert acc.balance >= 0
     assert await ledger.invariant_violations(acc.id) == []
     assert engine.batches < 400  # requests really were grouped
+
+
+# --- regressions found in review ---------------------------------------------------------
+
+
+async def test_blocked_mid_call_does_not_hang(engine) -> None:
+    await engine.handle(ccr("k1", RequestType.INITIAL, 0, requested=30))
+    acc = await accounts.get_account("1001")
+    await accounts.update_account(acc, status="blocked")
+    u = await asyncio.wait_for(
+        engine.handle(ccr("k1", RequestType.UPDATE, 1, requested=30, used=30)), 5
+    )
+    assert u.result_code == ResultCode.CREDIT_LIMIT_REACHED
+    t = await engine.handle(ccr("k1", RequestType.TERMINATE, 2, used=0))
+    assert t.cost_units == 6000
+
+
+async def test_late_update_after_tcc_close_is_not_charged_again(engine) -> None:
+    await engine.handle(ccr("other", RequestType.INITIAL, 0, requested=60))
+    a = await engine.handle(ccr("s", RequestType.INITIAL, 0, requested=30))
+    engine.test_clock.advance(a.validity_time + engine.grace + 1)
+    stale = engine._live["s"]
+    assert "s" in await engine.expire_idle()
+    engine._live["s"] = stale  # a late CCR-U still holding the old copy
+    u = await engine.handle(ccr("s", RequestType.UPDATE, 1, requested=30, used=30))
+    assert u.result_code == ResultCode.UNKNOWN_SESSION_ID
+    assert await LedgerEntry.filter(reference="s").count() == 1
+    engine.test_clock.advance(-(a.validity_time + engine.grace + 1))
+
+
+async def test_two_engines_never_close_one_session_twice(engine) -> None:
+    a = await engine.handle(ccr("s2", RequestType.INITIAL, 0, requested=30))
+    await engine.handle(ccr("keep", RequestType.INITIAL, 0, requested=60))
+    other = ChargingEngine(ledger.store(), EventBus(), clock=engine.clock, tcc_interval=3600)
+    await other.start()
+    try:
+        engine.test_clock.advance(a.validity_time + engine.grace + 1)
+        await engine.handle(ccr("keep", RequestType.UPDATE, 1, requested=60, used=60))
+        assert await other.expire_idle() == ["s2"]
+        assert await engine.expire_idle() == []
+    finally:
+        await other.stop()
+    assert await LedgerEntry.filter(reference="s2").count() == 1
+    t = await engine.handle(ccr("keep", RequestType.TERMINATE, 2, used=10))
+    assert t.result_code == 2001 and t.cost_units == 70 * 200
+    acc = await accounts.get_account("1001")
+    assert acc.reserved == 0 and await ledger.invariant_violations(acc.id) == []
+
+
+async def test_failover_between_processes_keeps_every_second(engine) -> None:
+    await engine.handle(ccr("fo", RequestType.INITIAL, 0, requested=30))
+    other = ChargingEngine(ledger.store(), EventBus(), clock=engine.clock, tcc_interval=3600)
+    await other.start()
+    try:
+        await other.handle(ccr("fo", RequestType.UPDATE, 1, requested=30, used=30))
+    finally:
+        await other.stop()
+    await engine.handle(ccr("fo", RequestType.UPDATE, 2, requested=30, used=30))
+    t = await engine.handle(ccr("fo", RequestType.TERMINATE, 3, used=10))
+    assert t.cost_units == 70 * 200
+    assert (await accounts.get_account("1001")).reserved == 0
+
+
+async def test_duplicate_mscc_keys_are_one_service(engine) -> None:
+    both = (MsccRequest(100, 1000, True, 30), MsccRequest(100, 1000, True, 30))
+    base = ccr("dm", RequestType.INITIAL, 0, requested=30, mscc=True)
+    a = await engine.handle(dataclasses.replace(base, mscc=both))
+    assert a.result_code == 2001 and len(a.mscc) == 1
+    used = (
+        MsccRequest(100, 1000, used=(UsedUnits(30),)),
+        MsccRequest(100, 1000, used=(UsedUnits(10),)),
+    )
+    t = await engine.handle(
+        dataclasses.replace(ccr("dm", RequestType.TERMINATE, 1, mscc=True), mscc=used)
+    )
+    assert t.cost_units == 40 * 200
+    assert (await accounts.get_account("1001")).reserved == 0
+
+
+async def test_terminate_reusing_update_number_is_refused(engine) -> None:
+    await engine.handle(ccr("rn", RequestType.INITIAL, 0, requested=30))
+    await engine.handle(ccr("rn", RequestType.UPDATE, 1, requested=30, used=30))
+    t = await engine.handle(ccr("rn", RequestType.TERMINATE, 1, used=5))
+    assert t.result_code == ResultCode.UNABLE_TO_COMPLY
+    t = await engine.handle(ccr("rn", RequestType.TERMINATE, 2, used=5))
+    assert t.result_code == 2001 and t.cost_units == 35 * 200
+
+
+async def test_direct_debit_of_zero_seconds_writes_nothing(engine) -> None:
+    a = await engine.handle(
+        ccr("z0", RequestType.EVENT, 0, action=RequestedAction.DIRECT_DEBITING, requested=0)
+    )
+    assert a.result_code == 2001 and a.cost_units == 0
+    assert await LedgerEntry.filter(reference="z0").count() == 0

@@ -134,3 +134,11 @@ async def test_operator_settings_round_trip(db) -> None:
         await save_operator_settings({"timezone": "Mars/Olympus", "currency": "Dollars"})
     assert err.value.field == "timezone"
     assert (await load_operator_settings()).currency == "Euros"  # nothing half-written
+
+
+async def test_blocked_account_gets_no_reservation(db) -> None:
+    store = ledger.store()
+    aid = await _account(credit=1000)
+    acc = await accounts.get_account("1001")
+    await accounts.update_account(acc, status="blocked")
+    assert await asyncio.wait_for(store.run(ledger.reserve(aid, 100)), 5) is None

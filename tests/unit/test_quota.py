@@ -137,3 +137,14 @@ def test_full_plan_reservation_grants_everything(t, start, used, requested) -> N
     plan = quota.plan_reservation(t, u, requested, now, PARIS)
     assert plan.release == 0 and plan.minimum <= plan.want
     assert quota.grantable(t, u, u.reserved + plan.want, requested, now, PARIS) == requested
+
+
+def test_usage_split_in_any_order() -> None:
+    t = rating.Tariff("44", 100, h2_begin=20, h2_end=8, h2_rate=50)
+    change = datetime(2026, 11, 25, 19, 0, tzinfo=UTC)
+    u = dataclasses.replace(_started(change - timedelta(seconds=30)), tariff_time_change=change)
+    reports = [
+        UsedUnits(30, TariffChangeUsage.UNIT_AFTER_TARIFF_CHANGE),
+        UsedUnits(30, TariffChangeUsage.UNIT_BEFORE_TARIFF_CHANGE),
+    ]
+    assert quota.used_cost(t, quota.record_usage(t, u, reports, PARIS), PARIS) == 4500
