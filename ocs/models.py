@@ -133,15 +133,36 @@ class CreditSession(Model):
     reserved = fields.BigIntField(default=0)
     used_seconds = fields.IntField(default=0)
     cost = fields.BigIntField(default=0)
-    last_request_number = fields.IntField(default=0)
-    last_answer: fields.JSONField[Any] = fields.JSONField(null=True)
+    # CC-Request-Number is an Unsigned32: it does not fit an INTEGER column.
+    last_request_number = fields.BigIntField(default=0)
+    # What another process needs to carry the call on: tariff, services, usage pieces.
+    charging_state: fields.JSONField[Any] = fields.JSONField(null=True)
     started_at = fields.DatetimeField()
+    # Open sessions only (NULL once closed), so the Tcc sweep's index scan sees live ones.
     expires_at = fields.DatetimeField(null=True, db_index=True)
     updated_at = fields.DatetimeField(auto_now=True)
     end_reason = fields.CharField(max_length=64, default="")
+    # An operator cut the call: further credit is refused even if the switch ignored the ASR.
+    killed = fields.BooleanField(default=False)
 
     class Meta:
         table = "credit_session"
+
+
+class CcAnswer(Model):
+    """Every credit-control answer given, so that any copy of a request, reaching any OCS
+    process at any later time, gets the identical answer (kept `OCS_ANSWER_RETENTION`)."""
+
+    id = fields.BigIntField(primary_key=True)
+    session_id = fields.CharField(max_length=255)
+    request_type = fields.SmallIntField()
+    request_number = fields.BigIntField()
+    answer = fields.TextField()  # JSON (ocs.charging.state.answer_to_json)
+    created_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "cc_answer"
+        unique_together = (("session_id", "request_type", "request_number"),)
 
 
 class Cdr(Model):

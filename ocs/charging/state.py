@@ -1,14 +1,15 @@
-"""A live credit-control session as the engine keeps it, and its JSON form in the database.
+"""A live credit-control session as the engine keeps it, and the JSON forms in the database.
 
-The JSON (column credit_session.last_answer) holds the last answer, for retransmissions, and
-the session's rating state, so that another OCS process (or this one after a restart) can
-carry on a session it did not start.
+`credit_session.charging_state` holds the session's rating state (tariff, services, usage
+pieces), so that another OCS process, or this one after a restart, can carry on a session it
+did not start. Answers are kept apart, one row per request (`cc_answer`, see
+`ocs.charging.records`), in the JSON form of `answer_to_json`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from ocs.credit_control import CCAnswer, FinalUnitAction, MsccAnswer, RequestTyp
 ServiceKey = tuple[int | None, int | None]
 
 
-@dataclass
+@dataclass(slots=True)
 class LiveSession:
     session_id: str
     account_id: int
@@ -31,13 +32,11 @@ class LiveSession:
     peer: str
     services: dict[ServiceKey, ServiceUsage]
     last_request_number: int
-    last_answer: CCAnswer
     expires_at: datetime
     call_id: str = ""
     connect_delay: int | None = None
     final_units: bool = False  # a Final-Unit-Indication was sent
     uses_mscc: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reserved(self) -> int:
@@ -138,7 +137,6 @@ def _service_from_json(d: dict[str, Any]) -> ServiceUsage:
 def session_to_json(s: LiveSession) -> dict[str, Any]:
     t = s.tariff
     return {
-        "answer": answer_to_json(s.last_answer),
         "account_number": s.account_number,
         "tariff": {f.name: getattr(t, f.name) for f in dataclasses.fields(t)},
         "services": [_service_to_json(v) for v in s.services.values()],
@@ -173,7 +171,6 @@ def session_from_row(
         peer=peer,
         services={s.key: s for s in services},
         last_request_number=last_request_number,
-        last_answer=answer_from_json(data["answer"]),
         expires_at=expires_at,
         call_id=data.get("call_id", ""),
         connect_delay=data.get("connect_delay"),
