@@ -44,5 +44,11 @@ class Migration(migrations.Migration):
         ),
         # Closed sessions have no expiry any more: the Tcc sweep's index scan sees open ones.
         ops.RunSQL("UPDATE credit_session SET expires_at = NULL WHERE state = 'closed'"),
+        # Open sessions a crashed orphan sweep had claimed (expires_at NULL, issue 13) were
+        # never closed: make them due, the Tcc sweep settles them.
+        ops.RunSQL(
+            "UPDATE credit_session SET expires_at = updated_at"
+            " WHERE state = 'open' AND expires_at IS NULL"
+        ),
         ops.RunPython(_sqlite_expiry_index),
     ]

@@ -360,8 +360,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = load_settings()
     except ConfigError as exc:
         return fail(str(exc))
+    role = "worker" if args.worker else "primary"
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, only=set(args.only or [])))
+        asyncio.run(serve(settings, only=set(args.only or []), workers=args.workers, role=role))
     return EXIT_OK
 
 
@@ -440,6 +441,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run every server part")
     p.add_argument("--only", action="append", help="run only this part (repeatable)")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="processes sharing the Diameter port (PostgreSQL; default: one per core)",
+    )
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 
     for name in COMMAND_MODULES:

@@ -34,6 +34,9 @@ class Settings:
     sip_port: int = 5060
     mqtt_url: str | None = None
     tcc_grace: float = 10.0  # seconds past Validity-Time before a silent session is closed
+    # `ocs serve` processes sharing the Diameter port (PostgreSQL only); 0 = one per core
+    workers: int = 0
+    answer_retention: float = 3600.0  # seconds every credit-control answer is kept
 
     @property
     def is_sqlite(self) -> bool:
@@ -59,6 +62,8 @@ _ENV: dict[str, str] = {
     "OCS_SIP_PORT": "sip_port",
     "OCS_MQTT_URL": "mqtt_url",
     "OCS_TCC_GRACE": "tcc_grace",
+    "OCS_WORKERS": "workers",
+    "OCS_ANSWER_RETENTION": "answer_retention",
 }
 
 _INT_FIELDS = {"web_port", "diameter_port", "sip_port"}
@@ -118,11 +123,23 @@ def load_settings(
     values.setdefault("database_url", f"sqlite://{data_dir / 'ocs.sqlite3'}")
     for name in _INT_FIELDS & values.keys():
         values[name] = _parse_port(name, values[name])
-    if "tcc_grace" in values:
+    for name in ("tcc_grace", "answer_retention"):
+        if name in values:
+            try:
+                values[name] = float(values[name])
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, got {values[name]!r}") from None
+            if values[name] < 0:
+                raise ConfigError(f"{name} must not be negative")
+    if "workers" in values:
         try:
-            values["tcc_grace"] = float(values["tcc_grace"])
+            values["workers"] = int(values["workers"])
         except ValueError:
-            raise ConfigError(f"tcc_grace must be a number, got {values['tcc_grace']!r}") from None
+            raise ConfigError(
+                f"workers must be a whole number, got {values['workers']!r}"
+            ) from None
+        if not 0 <= values["workers"] <= 256:
+            raise ConfigError("workers must be in 0..256 (0 = one per core)")
     host = str(values.get("diameter_host", "127.0.0.1"))
     if "diameter_peers" in values:
         values["diameter_peers"] = _parse_peers(values["diameter_peers"])

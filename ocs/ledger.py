@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ocs.models import LedgerKind
+from ocs.relay import topup_statement
 
 T = TypeVar("T")
 Row = Sequence[Any]
@@ -636,15 +637,19 @@ class PostgresLedgerStore(LedgerStore):
         await self._pool.close()
 
 
+def postgres_dsn(database_url: str) -> str:
+    """asyncpg's spelling of an OCS_DATABASE_URL."""
+    for scheme in ("postgres://", "asyncpg://", "psycopg://"):
+        if database_url.startswith(scheme):
+            return "postgresql://" + database_url.removeprefix(scheme)
+    return database_url
+
+
 async def open_store(database_url: str) -> LedgerStore:
     if database_url.startswith("sqlite://"):
         path = database_url.split("://", 1)[1].split("?", 1)[0]
         return SqliteLedgerStore(path)
-    dsn = database_url
-    for scheme in ("postgres://", "asyncpg://", "psycopg://"):
-        if dsn.startswith(scheme):
-            dsn = "postgresql://" + dsn.removeprefix(scheme)
-    return await PostgresLedgerStore.open(dsn)
+    return await PostgresLedgerStore.open(postgres_dsn(database_url))
 
 
 # --- module-level convenience for admin paths (API, CLI, billing) -------------------------
@@ -670,9 +675,20 @@ async def credit(
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise InvalidAmount("credit must be a positive whole number of units")
     posted = await store().run(
-        post(account_id, amount, LedgerKind.CREDIT, actor=actor, note=note, reference=reference)
+        _posting(
+            account_id, amount, LedgerKind.CREDIT, actor=actor, note=note, reference=reference
+        )
     )
     _announce(account_id, posted, LedgerKind.CREDIT, actor)
+    return posted
+
+
+def _posting(account_id: int, amount: int, kind: LedgerKind, **details: Any) -> Op[Posted]:
+    """`post`, and on PostgreSQL a top-up tells every OCS process in the same transaction
+    (they re-authorise the account's sessions on final units, see ocs.relay)."""
+    posted = yield from post(account_id, amount, kind, **details)
+    if amount > 0 and store().dialect == "postgres":
+        yield topup_statement(account_id)
     return posted
 
 
@@ -701,7 +717,7 @@ async def adjust(
 ) -> Posted:
     """A signed correction (ADJUST) or a refund (REFUND, positive)."""
     posted = await store().run(
-        post(account_id, amount, kind, actor=actor, note=note, reference=reference)
+        _posting(account_id, amount, kind, actor=actor, note=note, reference=reference)
     )
     _announce(account_id, posted, kind, actor)
     return posted

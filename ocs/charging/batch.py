@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from ocs.charging import calls, one_time, records
 from ocs.charging.book import Book
-from ocs.charging.outcome import Moved, Opened, Outcome, RatingContext, error_answer
+from ocs.charging.outcome import Moved, Opened, Outcome, RatingContext, error_answer, priced
 from ocs.charging.records import SessionRecord, StoredAnswers
 from ocs.charging.request_rules import (
     RequestKey,
@@ -158,9 +158,10 @@ def run(items: Sequence[Item], ctx: RatingContext, dialect: Dialect) -> Op[list[
                 )
                 _collect(outcome, opened, moved)
                 if not outcome.stored:
-                    key = request_key(item.req)
-                    answers.append((key, outcome.answer))
-                    stored.add(key, outcome.answer)
+                    outcome.answer = priced(outcome.answer, ctx.settings)
+                    # (no two requests of one session share a batch: the engine runs a
+                    # session's requests one after another)
+                    answers.append((request_key(item.req), outcome.answer))
                 results.append(outcome)
             else:
                 closed = []
@@ -224,7 +225,9 @@ def _request(
         if verdict is not None:
             return Outcome(verdict, stored=previous is not None)
         return calls.initial(req, subscriber, book, ctx)
-    verdict = judge_continuation(req, row, previous, stored.refused_initial(req.session_id))
+    verdict = judge_continuation(
+        req, row, previous, lambda: stored.refused_initial(req.session_id)
+    )
     if verdict is not None:
         gone = row is None or not row.open
         return Outcome(verdict, closed=gone, stored=previous is not None)

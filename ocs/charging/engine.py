@@ -99,6 +99,8 @@ class ChargingEngine:
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._next_purge = 0.0
+        # Top-ups come from this process's bus, or (several processes) from ocs.relay.
+        self.watch_bus_topups = True
         self.batches = 0
         self.batched_ops = 0
         self.retried_batches = 0
@@ -344,16 +346,20 @@ class ChargingEngine:
             raise RuntimeError("no Diameter server attached to send the RAR")
         return await self.gateway.send_rar(session_id)
 
+    def topped_up(self, account_id: int) -> None:
+        """The account got credit: re-authorise its sessions here that are on final units
+        (the client re-asks and gets more)."""
+        for session in list(self._live.values()):
+            if session.account_id == account_id and session.final_units:
+                self._rar_in_background(session.session_id)
+
     async def _topup_listener(self) -> None:
-        """After a top-up, re-authorise that account's sessions that are on final units."""
         with self.bus.subscribe() as sub:
             async for event in sub:
-                if event.kind != "credit.change" or int(event.data.get("amount", 0)) <= 0:
+                if not self.watch_bus_topups or event.kind != "credit.change":
                     continue
-                account_id = event.data.get("account_id")
-                for session in list(self._live.values()):
-                    if session.account_id == account_id and session.final_units:
-                        self._rar_in_background(session.session_id)
+                if int(event.data.get("amount", 0)) > 0 and event.data.get("account_id"):
+                    self.topped_up(int(event.data["account_id"]))
 
     def _rar_in_background(self, session_id: str) -> None:
         if self.gateway is None:

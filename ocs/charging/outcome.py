@@ -8,8 +8,11 @@ applies outcomes to its memory only after the batch has committed.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from ocs import rating
@@ -66,6 +69,30 @@ class Refusal(Exception):
         super().__init__(message)
         self.code = code
         self.failed_avp = failed_avp
+
+
+@functools.lru_cache(maxsize=64)
+def _price(unit_price: Decimal) -> tuple[int, int]:
+    sign, digits, exponent = unit_price.normalize().as_tuple()
+    assert isinstance(exponent, int) and sign == 0
+    return int("".join(map(str, digits)) or "0"), exponent
+
+
+def priced(answer: CCAnswer, settings: OperatorSettings) -> CCAnswer:
+    """The answer with the operator's currency and unit price (how money goes on the wire)."""
+    mantissa, exponent = _price(settings.unit_price)
+    if (answer.currency_code, answer.unit_price_digits, answer.unit_price_exponent) == (
+        settings.currency_code,
+        mantissa,
+        exponent,
+    ):
+        return answer
+    return dataclasses.replace(
+        answer,
+        currency_code=settings.currency_code,
+        unit_price_digits=mantissa,
+        unit_price_exponent=exponent,
+    )
 
 
 def error_answer(req: CCRequest, code: ResultCode, message: str) -> CCAnswer:

@@ -115,10 +115,12 @@ class StoredAnswers:
     __slots__ = ("_raw",)
 
     def __init__(self, rows: Iterable[Row]) -> None:
-        self._raw: dict[RequestKey, Any] = {(str(r[0]), int(r[1]), int(r[2])): r[3] for r in rows}
+        self._raw: dict[RequestKey, Any] = {
+            (str(r[0]), int(r[1]), int(r[2])): r[3] for r in rows
+        }
 
     def get(self, key: RequestKey) -> CCAnswer | None:
-        raw = self._raw.get(key)
+        raw = self._raw.get(key) if self._raw else None
         if raw is None:
             return None
         return answer_from_json(raw if isinstance(raw, dict) else json.loads(raw))
@@ -131,9 +133,6 @@ class StoredAnswers:
                 if data.get("result_code") != 2001:
                     return True
         return False
-
-    def add(self, key: RequestKey, answer: CCAnswer) -> None:
-        self._raw[key] = answer_to_json(answer)
 
 
 # --- writes --------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ is never charged twice. Otherwise:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ocs.charging.outcome import error_answer
@@ -67,13 +68,14 @@ def judge_continuation(
     req: CCRequest,
     row: SessionRow | None,
     stored: CCAnswer | None,
-    refused_initial: bool,
+    refused_initial: Callable[[], bool],
 ) -> CCAnswer | None:
-    """None: charge the CCR-U/T against the open session. Otherwise the answer to give."""
+    """None: charge the CCR-U/T against the open session. Otherwise the answer to give.
+    `refused_initial()`: whether the Session-Id's CCR-I was refused (asked only if needed)."""
     if stored is not None:
         return stored
     if row is None:
-        if refused_initial:
+        if refused_initial():
             return CCAnswer(
                 result_code=int(ResultCode.SUCCESS),
                 request_type=req.request_type,

@@ -240,6 +240,7 @@ class DiameterServer:
         product_name: str = "open-prepaid-ocs",
         observe: Callable[[int, int, float], None] | None = None,
         max_inflight: int = 4096,
+        reuse_port: bool = False,
     ) -> None:
         self.handler = handler
         self.host = host
@@ -252,6 +253,9 @@ class DiameterServer:
         self.product_name = product_name
         self.observe = observe
         self.max_inflight = max_inflight
+        # Several processes listening on one port (`ocs serve --workers N`): the kernel
+        # spreads the connections over them (SO_REUSEPORT).
+        self.reuse_port = reuse_port
         self.origin_state_id = int(time.time()) & 0xFFFFFFFF
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
@@ -272,7 +276,8 @@ class DiameterServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, reuse_address=True)
+            lambda: _Connection(self), self.host, self.port, reuse_address=True,
+            reuse_port=self.reuse_port or None)
         log.info("Diameter server %s listening on %s:%d", self.origin_host, self.host,
                  self.bound_port)
         if not self.allowed_peers:
@@ -305,6 +310,11 @@ class DiameterServer:
             del self._sessions[sid]
 
     # -- PeerGateway --
+    def holds(self, session_id: str) -> bool:
+        """Whether a connection of this server carries the session."""
+        conn = self._sessions.get(session_id)
+        return conn is not None and not conn.closed
+
     def _conn_for(self, session_id: str) -> _Connection:
         conn = self._sessions.get(session_id)
         if conn is None:
