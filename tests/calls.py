@@ -15,9 +15,12 @@ from ocs.charging.engine import ChargingEngine
 from ocs.credit_control import (
     CCAnswer,
     CCRequest,
+    MsccRequest,
+    RequestedAction,
     RequestType,
     SubscriptionId,
     SubscriptionIdType,
+    TariffChangeUsage,
     UsedUnits,
 )
 from ocs.events import EventBus
@@ -35,6 +38,55 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.at += timedelta(seconds=seconds)
+
+
+PRIVATE = SubscriptionIdType.END_USER_PRIVATE
+E164 = SubscriptionIdType.END_USER_E164
+
+
+def ccr(
+    sid: str,
+    kind: RequestType,
+    number: int,
+    *,
+    sub: str = "1001",
+    sub_type: SubscriptionIdType = PRIVATE,
+    called: str | None = "sip:+33141587070@ims.example",
+    requested: int | None = None,
+    used: int | None = None,
+    mscc: bool = False,
+    action: RequestedAction | None = None,
+    tcu: tuple[int, int] | None = None,
+    retransmission: bool = False,
+) -> CCRequest:
+    used_units: tuple[UsedUnits, ...] = ()
+    if tcu is not None:
+        used_units = (
+            UsedUnits(tcu[0], TariffChangeUsage.UNIT_BEFORE_TARIFF_CHANGE),
+            UsedUnits(tcu[1], TariffChangeUsage.UNIT_AFTER_TARIFF_CHANGE),
+        )
+    elif used is not None:
+        used_units = (UsedUnits(used),)
+    wants = requested is not None or kind in (RequestType.INITIAL, RequestType.UPDATE)
+    common = dict(
+        session_id=sid,
+        origin_host="pcscf.test",
+        origin_realm="test",
+        request_type=kind,
+        request_number=number,
+        subscription_ids=(SubscriptionId(sub_type, sub),),
+        called_party=called,
+        requested_action=action,
+        retransmission=retransmission,
+    )
+    if kind is RequestType.TERMINATE:
+        wants = False
+    if mscc:
+        return CCRequest(
+            **common,
+            mscc=(MsccRequest(100, 1000, wants, requested, used_units),),
+        )
+    return CCRequest(**common, requested=wants, requested_time=requested, used=used_units)
 
 
 @dataclass(frozen=True, slots=True)
