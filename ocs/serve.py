@@ -202,7 +202,8 @@ async def serve(
     role: str = "primary",
 ) -> None:
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
     )
     unknown = (only or set()) - PARTS.keys()
     if unknown:
