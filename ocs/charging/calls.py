@@ -45,6 +45,9 @@ TCC_EXPIRED = "TCC_EXPIRED"
 
 
 def rate_now(tariff: rating.Tariff, ctx: RatingContext) -> int:
+    fixed = tariff.constant_rate
+    if fixed is not None:
+        return fixed
     return tariff.rate(rating.band_at(tariff, ctx.now, ctx.settings.tz))
 
 
@@ -137,7 +140,7 @@ def initial(
         final_units=any(r.answer.final_unit_action is not None for r in results),
         uses_mscc=uses_mscc,
     )
-    events: EventList = [("session.start", session_event(session, ctx, available, 0))]
+    events: EventList = [("session.start", lambda: session_event(session, ctx, available, 0))]
     _low_credit(events, session.account_number, available, ctx)
     return Outcome(answer, session, events=events, write=Opened(session, rate_now(tariff, ctx)))
 
@@ -187,16 +190,15 @@ def update(
     answer = combine(req, results, available, req.mscc is not None)
     if killed:
         answer = dataclasses.replace(answer, error_message="the call was cut by the operator")
-    new = dataclasses.replace(
-        session,
-        services=services,
-        last_request_number=req.request_number,
-        expires_at=expires(ctx, answer),
+    new = session.moved_on(
+        services,
+        req.request_number,
+        expires(ctx, answer),
         # recomputed each time: a top-up followed by a full grant lifts the final-unit state
-        final_units=any(r.answer.final_unit_action is not None for r in results),
+        any(r.answer.final_unit_action is not None for r in results),
     )
     cost = call_cost(new, ctx)
-    events: EventList = [("session.update", session_event(new, ctx, available, cost))]
+    events: EventList = [("session.update", lambda: session_event(new, ctx, available, cost))]
     _low_credit(events, new.account_number, available, ctx)
     return Outcome(answer, new, events=events, write=Moved(new, session.last_request_number, cost))
 
@@ -249,9 +251,12 @@ def close(
         cost_units=settled.debited,
     )
     closed = dataclasses.replace(session, services=services, last_request_number=request_number)
-    event = session_event(closed, ctx, available, cost)
-    event.update(duration=used_total, cost=settled.debited, reason=end_reason)
-    events: EventList = [("session.end", event)]
+    def ended() -> dict[str, Any]:
+        event = session_event(closed, ctx, available, cost)
+        event.update(duration=used_total, cost=settled.debited, reason=end_reason)
+        return event
+
+    events: EventList = [("session.end", ended)]
     if settled.debited:
         events.append(
             (

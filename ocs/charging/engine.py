@@ -258,7 +258,8 @@ class ChargingEngine:
         elif outcome.closed and session_id is not None:
             self._live.pop(session_id, None)
         for kind, data in outcome.events:
-            self.bus.publish(kind, **data)
+            if self.bus.wants(kind):
+                self.bus.publish(kind, **(data() if callable(data) else data))
         metrics.set_live_sessions(len(self._live))
 
     # --- live sessions, supervision, server-initiated requests ------------------------------
@@ -354,7 +355,7 @@ class ChargingEngine:
                 self._rar_in_background(session.session_id)
 
     async def _topup_listener(self) -> None:
-        with self.bus.subscribe() as sub:
+        with self.bus.subscribe(kinds=frozenset({"credit.change"})) as sub:
             async for event in sub:
                 if not self.watch_bus_topups or event.kind != "credit.change":
                     continue

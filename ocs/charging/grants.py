@@ -9,7 +9,6 @@ when it crosses a band edge. The answers of all services are then combined into 
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -123,8 +122,17 @@ def grant_service(
         or quota.needs_final_unit(tariff, usage, granted, requested, reserved, available, now, tz)
     )
     ttc = quota.tariff_change_within(tariff, now, granted, tz)
-    new_usage = dataclasses.replace(
-        usage, reserved=reserved, granted=granted, grant_start=now, tariff_time_change=ttc
+    new_usage = ServiceUsage(
+        usage.rating_group,
+        usage.service_identifier,
+        usage.primary,
+        usage.pieces,
+        usage.used,
+        usage.raw_cost,
+        reserved,
+        granted,
+        now,
+        ttc,
     )
     validity = max(ctx.settings.validity_time, granted) if granted else None
     answer = MsccAnswer(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -20,7 +21,9 @@ from ocs.charging.state import LiveSession
 from ocs.credit_control import CCAnswer, CCRequest, ResultCode
 from ocs.settings_store import OperatorSettings
 
-EventList = list[tuple[str, dict[str, Any]]]
+# An event's data, or a function building it: session events are only built when someone
+# listens (see ChargingEngine._apply).
+EventList = list[tuple[str, dict[str, Any] | Callable[[], dict[str, Any]]]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,7 +193,7 @@ _INSERT_ANSWERS = Many(
 
 
 def _state_json(session: LiveSession) -> str:
-    return json.dumps(session_to_json(session), separators=(",", ":"))
+    return session_to_json(session)
 
 
 def write_sessions(opened: Sequence[Opened], moved: Sequence[Moved], now: datetime) -> Op[None]:
