@@ -14,13 +14,13 @@ from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.stores.file import FileStore
 
 from api import auth
+from api.api_docs import api_docs_plugin, swagger_redirect
 from api.errors import ApiError, api_error_handler, http_error_handler, server_error_handler
 from api.templating import STATIC, VERSION, template_config
 from api.web import CTX_KEY
@@ -85,6 +85,7 @@ def create_app(ctx: ServeContext, *, extra_routes: list[Any] | None = None) -> L
         home,
         metrics_endpoint,
         healthz,
+        swagger_redirect,
         static,
         *collect_routes(ROUTE_MODULES),
         *(extra_routes or []),
@@ -98,7 +99,7 @@ def create_app(ctx: ServeContext, *, extra_routes: list[Any] | None = None) -> L
             "`Authorization: Bearer <key>` (create one with `ocs apikey create NAME`)."
         ),
         path="/schema",
-        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        render_plugins=[api_docs_plugin()],
         components=Components(
             security_schemes={
                 "ApiKey": SecurityScheme(
