@@ -1,0 +1,54 @@
+"""Dashboard figures from real CDRs: per local day, answer rate, top prefixes, low balance."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+from ocs import accounts, dashboard, ledger
+from ocs.config import Settings
+from ocs.models import Account, Cdr, CreditSession
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def test_day_bounds_follow_the_local_zone_across_dst() -> None:
+    bounds = dashboard.day_bounds(date(2026, 3, 29), 2, PARIS)  # spring forward on the 29th
+    (d1, s1, e1), (d2, s2, e2) = bounds
+    assert (d1, d2) == (date(2026, 3, 28), date(2026, 3, 29))
+    assert s1 == datetime(2026, 3, 27, 23, tzinfo=UTC) and e1 == s2
+    assert (e2 - s2).total_seconds() == 23 * 3600
+
+
+async def test_dashboard_figures(db: Settings) -> None:
+    a = await accounts.create_account("1001")
+    b = await accounts.create_account("1002")
+    await ledger.credit(a.id, 250_000, actor="t")
+    await ledger.credit(b.id, 3_000, actor="t")
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+    async def cdr(day: int, hour: int, duration: int, cost: int, prefix: str) -> None:
+        at = datetime(2026, 11, day, hour, tzinfo=UTC)
+        await Cdr.create(account=a, account_number="1001", session_id=f"s{day}{hour}{cost}",
+                         started_at=at, created_at=at, duration=duration, cost=cost,
+                         tariff_prefix=prefix)
+
+    await cdr(25, 10, 65, 13000, "DEFAULT")
+    await cdr(25, 11, 0, 0, "DEFAULT")  # not answered
+    await cdr(24, 23, 113, 22600, "38")  # 00:00 on the 25th in Paris
+    await cdr(24, 9, 3, 600, "42")
+    await cdr(10, 9, 3, 600, "42")  # outside a 7-day window
+    await CreditSession.create(session_id="live", account=b, started_at=now, rate=200,
+                               reserved=2_500)
+    await Account.filter(id=b.id).update(reserved=2_500)
+    got = await dashboard.load(7, PARIS, 10_000, now=now)
+    assert [d.day for d in got.days][-1] == date(2026, 11, 25)
+    last, before = got.days[-1], got.days[-2]
+    assert (last.calls, last.answered, last.seconds, last.revenue) == (3, 2, 178, 35600)
+    assert (before.calls, before.seconds, before.revenue) == (1, 3, 600)
+    assert got.calls == 4 and got.answered == 3
+    assert got.answer_rate == 0.75 and got.average_seconds == round(181 / 3)
+    assert [(t.prefix, t.calls, t.revenue) for t in got.top] == [
+        ("38", 1, 22600), ("DEFAULT", 2, 13000), ("42", 1, 600)]
+    assert got.live_calls == 1
+    assert [x.number for x in got.low_balance] == ["1002"]  # 3000 - 2500 available
