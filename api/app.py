@@ -36,6 +36,8 @@ ROUTE_MODULES: list[str] = [
     "api.routes_supervision",
     "api.routes_api",
     "api.routes_cdr",
+    "api.routes_ops",
+    "api.routes_ops_pages",
 ]
 
 STOPPING_KEY = "ocs_stopping"
@@ -57,7 +59,7 @@ def collect_routes(modules: list[str]) -> list[Any]:
 
 @get("/", include_in_schema=False)
 async def home() -> Redirect:
-    return Redirect("/supervision", status_code=303)
+    return Redirect("/dashboard", status_code=303)
 
 
 @get("/metrics", media_type=MediaType.TEXT, include_in_schema=False)
