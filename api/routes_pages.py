@@ -371,7 +371,51 @@ async def costs_page(request: Request[Any, Any, Any]) -> Template:
 def _tariff_form(form: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {k: form.get(k, "") for k in TARIFF_FIELDS if k != "barred"}
     values["barred"] = bool(form.get("barred"))
+    for band in ("h1", "h2"):
+        values[f"{band}_per_minute"] = form.get(f"{band}_per_minute", "")
+        values[f"accept_{band}"] = form.get(f"accept_{band}", "")
     return values
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+class RoundingNeeded(Exception):
+    def __init__(self, notes: list[dict[str, Any]]) -> None:
+        super().__init__("rounding to accept")
+        self.notes = notes
+
+
+def _apply_per_minute(values: dict[str, Any], ops: Any) -> dict[str, Any]:
+    """Money-per-minute fields become whole units/second. Exact prices apply as they are;
+    others are rounded to the nearest rate, shown, and applied only once accepted."""
+    notes: list[dict[str, Any]] = []
+    out = dict(values)
+    fmt = Formatter(ops)
+    for band in ("h1", "h2"):
+        text = str(values.get(f"{band}_per_minute") or "").strip()
+        if not text:
+            continue
+        try:
+            asked = money.parse_money(text)
+        except money.MoneyError:
+            raise tariffs.TariffError(f"{band}_per_minute must be an amount like 0.05",
+                                      f"{band}_per_minute") from None
+        conv = tariffs.rate_from_per_minute(asked, ops.unit_price)
+        if conv.exact or str(values.get(f"accept_{band}")) == str(conv.rate):
+            out[f"{band}_rate"] = conv.rate
+            continue
+        places = max(4, fmt.minor_units)
+        notes.append({
+            "band": band, "label": band.upper(), "rate": conv.rate,
+            "asked": money.format_money(asked, max(2, -int(asked.as_tuple().exponent))),
+            "exact": money.format_money(conv.exact_rate, 4),
+            "applied": money.format_money(conv.applied, places),
+        })
+    if notes:
+        raise RoundingNeeded(notes)
+    return out
 
 
 @post("/costs", include_in_schema=False, status_code=303)
@@ -380,12 +424,18 @@ async def tariff_create(request: Request[Any, Any, Any]) -> Template | Redirect:
     ops = await load_operator_settings()
     try:
         tariff = tariffs.parse_tariff(
-            values, default_block=ops.default_initial_block, default_increment=ops.default_increment
+            _apply_per_minute(values, ops), default_block=ops.default_initial_block,
+            default_increment=ops.default_increment,
         )
         await tariffs.save_tariff(tariff)
+    except RoundingNeeded as need:
+        context = await _costs_context(request)
+        context.update({"values": values, "rounding": need.notes})
+        return render_page(request, "costs.html", context, status=422)
     except (tariffs.TariffError, rating.RatingError) as exc:
         context = await _costs_context(request)
-        context.update({"values": values, "error": str(exc), "error_field": _tariff_field(exc)})
+        context.update({"values": values, "error": _sentence(tariffs.humanise(str(exc))),
+                        "error_field": _tariff_field(exc)})
         return render_page(request, "costs.html", context, status=422)
     flash(request, f"Tariff {tariff.prefix} added.")
     return Redirect("/costs", status_code=303)
@@ -419,12 +469,19 @@ async def tariff_edit_page(request: Request[Any, Any, Any], tariff_id: int) -> T
 async def tariff_update(request: Request[Any, Any, Any], tariff_id: int) -> Template | Redirect:
     row = await _tariff(tariff_id)
     values = _tariff_form(await form_dict(request))
+    ops = await load_operator_settings()
     try:
-        tariff = tariffs.parse_tariff(values)
+        tariff = tariffs.parse_tariff(_apply_per_minute(values, ops))
         await tariffs.save_tariff(tariff, tariff_id=row.id)
+    except RoundingNeeded as need:
+        context = await page_context(request, "costs")
+        context.update({"row": row, "values": values, "rounding": need.notes, "error": "",
+                        "error_field": ""})
+        return render_page(request, "tariff_edit.html", context, status=422)
     except (tariffs.TariffError, rating.RatingError) as exc:
         context = await page_context(request, "costs")
-        context.update({"row": row, "values": values, "error": str(exc),
+        context.update({"row": row, "values": values,
+                        "error": _sentence(tariffs.humanise(str(exc))),
                         "error_field": _tariff_field(exc)})
         return render_page(request, "tariff_edit.html", context, status=422)
     flash(request, f"Tariff {tariff.prefix} saved.")
