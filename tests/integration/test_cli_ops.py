@@ -8,7 +8,10 @@ import json
 from pathlib import Path
 
 from ocs.config import Settings
-from tests.integration.test_cli import demo, run_ocs  # noqa: F401
+from tests.integration import test_cli
+from tests.integration.test_cli import run_ocs
+
+demo = test_cli.demo  # the CLI tests' fixture: a database with the brochure's demo data
 
 
 def test_adjust_with_the_double_dash_form(demo: Settings) -> None:

@@ -12,7 +12,11 @@ import pytest
 
 from ocs import accounts, ledger
 from ocs.models import Account, Cdr, LedgerEntry, LedgerKind, Tariff, Voucher, VoucherStatus
-from tests.integration.test_api_pages import Browser, anon, app_ctx, flash_text, web  # noqa: F401
+from tests.integration import test_api_pages as pages
+from tests.integration.test_api_pages import Browser, flash_text
+
+# the logged-in browser of the pages tests (fixtures shared by assignment)
+app_ctx, anon, web = pages.app_ctx, pages.anon, pages.web
 
 pytestmark = pytest.mark.usefixtures("web")
 

@@ -8,7 +8,9 @@ import httpx
 
 from ocs import accounts, ledger
 from ocs.models import Account, Cdr, CreditSession, LedgerEntry, LedgerKind
-from tests.integration.test_api_rest import client, control  # noqa: F401
+from tests.integration import test_api_rest as rest
+
+client, control = rest.client, rest.control  # the REST tests' fixtures
 
 
 async def test_live_credit_is_the_balance_less_what_the_calls_consumed(
