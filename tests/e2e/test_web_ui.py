@@ -89,7 +89,7 @@ async def test_operator_journey(page: Any, served: tuple[str, ServeContext]) -> 
     await pg.screenshot(path=screenshot_path("02-config"), full_page=True)
     await pg.fill("#f-ivr_access_number", "60x0")
     await pg.click("form.config-form button[type=submit]")
-    await expect(pg.locator(".flash.error")).to_contain_text("digits")
+    await expect(pg.locator("#err-ivr_access_number")).to_contain_text("digits")
     await pg.fill("#f-ivr_access_number", "6000")
     await pg.click("form.config-form button[type=submit]")
     await expect(pg.locator(".flash.ok")).to_contain_text("Parameters saved")
