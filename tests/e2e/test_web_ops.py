@@ -9,6 +9,7 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -413,7 +414,8 @@ async def test_vouchers_cards_import_dashboard_and_search(
     async with page.expect_download() as info:
         await page.click("#download-once a")
     download = await info.value
-    rows = list(csv.reader(io.StringIO(open(await download.path()).read()), delimiter=":"))
+    rows = list(csv.reader(io.StringIO(Path(await download.path()).read_text()),
+                           delimiter=":"))
     assert len(rows) == 4
     await page.fill("#f-code", rows[1][1])
     await page.fill("#f-account", "1001")
@@ -437,7 +439,7 @@ async def test_vouchers_cards_import_dashboard_and_search(
     await page.click("#generate-cards button[type=submit]")
     async with page.expect_download() as info:
         await page.click("#download-once a")
-    pins = list(csv.reader(io.StringIO(open(await (await info.value).path()).read()),
+    pins = list(csv.reader(io.StringIO(Path(await (await info.value).path()).read_text()),
                            delimiter=":"))
     assert [p[0] for p in pins[1:]] == ["7000", "7001", "7002", "7003"]
     assert (await accounts.find_by_pin(pins[1][1])).number == "7000"  # type: ignore[union-attr]
