@@ -1,10 +1,16 @@
 """Creating many accounts at once (CSV import, calling-card batches): one transaction.
 
 The rows are validated before (see `ocs.account_csv`, `ocs.cards`); here they are written
-as one ledger-store operation: multi-row INSERTs of accounts and caller IDs, then one CREDIT
-entry per account with initial credit through `ledger.post`, so balance == sum of entries
-holds from the first moment. The operation runs in one transaction: any failure (a number or
-PIN taken meanwhile by another writer) rolls all of it back, nothing is half-imported.
+as one ledger-store operation, in one transaction: multi-row INSERTs of accounts, caller IDs
+and each account's opening CREDIT ledger entry. Any failure (a number or PIN taken meanwhile
+by another writer) rolls all of it back: nothing is half-imported.
+
+Opening credit is written set-based rather than through `ledger.post` one account at a time
+(two round trips per account made 100,000 accounts take ~55 s on PostgreSQL). It keeps the
+ledger's invariants by construction: each account is created in this transaction with
+``balance = credit`` and ``reserved = 0`` together with one CREDIT entry of that amount and
+``balance_after = credit``, and no other transaction can see or change the account before
+commit, so I1 (balance == sum of entries) and I2 (0 <= reserved <= balance) hold at commit.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 from ocs import ledger
 from ocs.models import LedgerKind
 
-CHUNK = 500  # rows per INSERT: 500 x 9 parameters stays far below both databases' limits
+CHUNK = 500  # rows per INSERT: 500 x 10 parameters stays far below both databases' limits
 
 Statement = tuple[str, tuple[Any, ...]]
 
@@ -68,6 +74,8 @@ def insert_op(
     on_chunk: Callable[[], None] | None = None,
 ) -> Generator[Statement, list[Any], int]:
     """Insert `rows` and their initial credit; returns how many accounts were created."""
+    if any(r.credit < 0 for r in rows):
+        raise ledger.InvalidAmount("initial credit cannot be negative")
     now = datetime.now(UTC)
     total = len(rows)
     if progress is not None:
@@ -76,7 +84,8 @@ def insert_op(
         chunk = rows[start : start + CHUNK]
         params: list[Any] = []
         for r in chunk:
-            params += [r.number, r.name, r.pin_index, r.language, r.status, 0, 0, now, now]
+            params += [r.number, r.name, r.pin_index, r.language, r.status, r.credit, 0, now,
+                       now]
         yield (
             "INSERT INTO account (number, name, pin_index, language, status, balance, reserved,"
             " created_at, updated_at) VALUES " + _placeholders(9, len(chunk)),
@@ -95,12 +104,18 @@ def insert_op(
                 "INSERT INTO caller_id (account_id, number) VALUES " + _placeholders(2, len(part)),
                 tuple(v for pair in part for v in pair),
             )
-        for r in chunk:
-            if r.credit > 0:
-                yield from ledger.post(
-                    ids[r.number], r.credit, LedgerKind.CREDIT, actor=actor[:64], note=note,
-                    reference="bulk", at=now,
-                )
+        credited = [r for r in chunk if r.credit > 0]
+        if credited:
+            values: list[Any] = []
+            for r in credited:
+                values += [ids[r.number], LedgerKind.CREDIT.value, r.credit, r.credit, "bulk",
+                           actor[:64], note[:255], "", 0, now]
+            yield (
+                "INSERT INTO ledger_entry (account_id, kind, amount, balance_after, reference,"
+                " actor, note, dialed, duration, created_at) VALUES "
+                + _placeholders(10, len(credited)),
+                tuple(values),
+            )
         if progress is not None:
             progress.done = min(total, start + len(chunk))
         if on_chunk is not None:
