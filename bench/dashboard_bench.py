@@ -10,7 +10,9 @@ the dashboard only reads them, so the ledger path is not needed to create them. 
 gets VACUUM ANALYZE after the load (what autovacuum does on a live system) so index-only
 scans apply. Measured: GET /dashboard through the real app (logged-in session, template
 rendering included) and the queries alone (`ocs.dashboard.load`), 15 runs each after 2
-warm-ups; median and p95. Goal: the page under 300 ms. Results:
+warm-ups; median and p95. `first_page_ms` is the very first load, which aggregates the 13
+finished days once into `dashboard_day` (later loads read those and aggregate only the
+current day). Goal: the page under 300 ms. Results:
 bench/results/dashboard_bench.json.
 """
 
@@ -127,11 +129,14 @@ async def measure(settings: Settings) -> dict[str, Any]:
                                              "password": PASSWORD, "next": "/dashboard"})
             assert r.status_code == 303, r.text
             page_times = []
+            first_ms = 0.0
             for i in range(RUNS + 2):
                 t0 = time.perf_counter()
                 r = await c.get("/dashboard")
                 elapsed = time.perf_counter() - t0
                 assert r.status_code == 200 and 'id="calls-total"' in r.text
+                if i == 0:
+                    first_ms = round(elapsed * 1000, 1)  # fills the finished-day cache
                 if i >= 2:
                     page_times.append(elapsed)
             calls = re.search(r'id="calls-total">(\d+)<', r.text)
@@ -141,7 +146,8 @@ async def measure(settings: Settings) -> dict[str, Any]:
             d = await dashboard.load(14, ops.tz, ops.low_credit_threshold)
             if i >= 2:
                 query_times.append(time.perf_counter() - t0)
-        return {"page": stats(page_times), "queries": stats(query_times),
+        return {"first_page_ms": first_ms, "page": stats(page_times),
+                "queries": stats(query_times),
                 "calls_in_window": int(calls.group(1)) if calls else None,
                 "low_balance_rows": len(d.low_balance)}
 

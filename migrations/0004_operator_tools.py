@@ -28,6 +28,21 @@ class Migration(migrations.Migration):
             bases=['Model'],
         ),
         ops.CreateModel(
+            name='DashboardDay',
+            fields=[
+                ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),
+                ('tz', fields.CharField(max_length=64)),
+                ('day', fields.CharField(max_length=10)),
+                ('tariff_prefix', fields.CharField(max_length=32)),
+                ('calls', fields.BigIntField(default=0)),
+                ('answered', fields.BigIntField(default=0)),
+                ('seconds', fields.BigIntField(default=0)),
+                ('revenue', fields.BigIntField(default=0)),
+            ],
+            options={'table': 'dashboard_day', 'app': 'ocs', 'unique_together': (('tz', 'day', 'tariff_prefix'),), 'pk_attr': 'id', 'table_description': 'Dashboard figures of one finished local day, per tariff prefix (prefix "*" = the'},
+            bases=['Model'],
+        ),
+        ops.CreateModel(
             name='VoucherBatch',
             fields=[
                 ('id', fields.IntField(generated=True, primary_key=True, unique=True, db_index=True)),

@@ -11,6 +11,13 @@
 
 A CDR is counted on the day it was recorded (the call's end, the CDR page's Date column),
 so figures agree with the CDR page and the billing statements.
+
+Finished days are aggregated once: a CDR's ``created_at`` is the instant the call was closed
+and recorded, so once a local day has been over for ``FINAL_AFTER`` no CDR can be added to
+it. Its per-prefix figures (and a ``*`` total row, also for a day without calls) are kept in
+``dashboard_day`` (per time zone), and the page reads them instead of the CDRs; only the
+current day is aggregated live (one GROUP BY over its range of the covering index). Two
+processes filling the same day insert the same figures: conflicts are ignored.
 """
 
 from __future__ import annotations
@@ -21,7 +28,10 @@ from typing import Any
 
 from tortoise import connections
 
-from ocs.models import Account, CreditSession, SessionState
+from ocs.models import Account, CreditSession, DashboardDay, SessionState
+
+FINAL_AFTER = timedelta(hours=1)
+TOTAL = "*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,38 +128,96 @@ def _sql(conn: Any, sql: str) -> str:
     return parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], start=1))
 
 
-async def daily(days: int, tz: tzinfo, *, now: datetime | None = None) -> list[Day]:
+@dataclass(frozen=True, slots=True)
+class _Figures:
+    calls: int
+    answered: int
+    seconds: int
+    revenue: int
+
+
+async def _by_prefix(start: datetime, end: datetime) -> dict[str, _Figures]:
+    """One day range, per tariff prefix, from the covering index."""
     conn = connections.get("default")
-    today = (now or datetime.now(UTC)).astimezone(tz).date()
     sql = _sql(
         conn,
-        "SELECT COUNT(*), COALESCE(SUM(CASE WHEN duration > 0 THEN 1 ELSE 0 END), 0),"
-        " COALESCE(SUM(duration), 0), COALESCE(SUM(cost), 0)"
-        " FROM cdr WHERE created_at >= ? AND created_at < ?",
+        "SELECT tariff_prefix, COUNT(*), COALESCE(SUM(CASE WHEN duration > 0 THEN 1 ELSE 0"
+        " END), 0), COALESCE(SUM(duration), 0), COALESCE(SUM(cost), 0)"
+        " FROM cdr WHERE created_at >= ? AND created_at < ? GROUP BY tariff_prefix",
     )
-    out = []
-    for d, start, end in day_bounds(today, days, tz):
-        _, rows = await conn.execute_query(sql, [_param(conn, start), _param(conn, end)])
-        calls, answered, seconds, revenue = (int(v) for v in tuple(rows[0]))
-        out.append(Day(d, calls, answered, seconds, revenue))
+    _, rows = await conn.execute_query(sql, [_param(conn, start), _param(conn, end)])
+    out = {}
+    for row in rows:
+        prefix, calls, answered, seconds, revenue = tuple(row)
+        out[str(prefix)] = _Figures(int(calls), int(answered), int(seconds), int(revenue))
     return out
 
 
-async def top_destinations(
-    since: datetime, until: datetime, *, limit: int = 8
-) -> list[Destination]:
-    conn = connections.get("default")
-    sql = _sql(
-        conn,
-        "SELECT tariff_prefix, COUNT(*), COALESCE(SUM(duration), 0), COALESCE(SUM(cost), 0)"
-        " FROM cdr WHERE created_at >= ? AND created_at < ?"
-        " GROUP BY tariff_prefix ORDER BY 4 DESC, 2 DESC LIMIT " + str(int(limit)),
+def _total(parts: dict[str, _Figures]) -> _Figures:
+    return _Figures(
+        sum(f.calls for f in parts.values()), sum(f.answered for f in parts.values()),
+        sum(f.seconds for f in parts.values()), sum(f.revenue for f in parts.values()),
     )
-    _, rows = await conn.execute_query(sql, [_param(conn, since), _param(conn, until)])
-    return [
-        Destination(str(r[0]) or "?", int(r[1]), int(r[2]), int(r[3]))
-        for r in (tuple(row) for row in rows)
-    ]
+
+
+def vars_of(f: _Figures) -> dict[str, int]:
+    return {"calls": f.calls, "answered": f.answered, "seconds": f.seconds,
+            "revenue": f.revenue}
+
+
+async def _finished_day(tz_key: str, d: date, start: datetime, end: datetime
+                        ) -> dict[str, _Figures]:
+    parts = await _by_prefix(start, end)
+    rows = [DashboardDay(tz=tz_key, day=d.isoformat(), tariff_prefix=p, **vars_of(f))
+            for p, f in {**parts, TOTAL: _total(parts)}.items()]
+    await DashboardDay.bulk_create(rows, ignore_conflicts=True)
+    return parts
+
+
+async def per_day(days: int, tz: tzinfo, *, now: datetime | None = None
+                  ) -> list[tuple[date, dict[str, _Figures]]]:
+    """Per local day, per prefix: finished days from the cache (filled on first use),
+    the rest live."""
+    now = now or datetime.now(UTC)
+    today = now.astimezone(tz).date()
+    bounds = day_bounds(today, days, tz)
+    tz_key = str(tz)
+    cache: dict[str, dict[str, _Figures]] = {}
+    rows = await DashboardDay.filter(
+        tz=tz_key, day__in=[d.isoformat() for d, _, _ in bounds]
+    ).values_list("day", "tariff_prefix", "calls", "answered", "seconds", "revenue")
+    for day, prefix, calls, answered, seconds, revenue in rows:
+        cache.setdefault(str(day), {})[str(prefix)] = _Figures(
+            int(calls), int(answered), int(seconds), int(revenue))
+    out = []
+    for d, start, end in bounds:
+        cached = cache.get(d.isoformat())
+        if end + FINAL_AFTER > now:
+            parts = await _by_prefix(start, end)  # not over yet: live
+        elif cached is not None and TOTAL in cached:
+            parts = {p: f for p, f in cached.items() if p != TOTAL}
+        else:
+            parts = await _finished_day(tz_key, d, start, end)
+        out.append((d, parts))
+    return out
+
+
+async def daily(days: int, tz: tzinfo, *, now: datetime | None = None) -> list[Day]:
+    return [Day(d, *vars_of(_total(parts)).values())
+            for d, parts in await per_day(days, tz, now=now)]
+
+
+def top_of(series: list[tuple[date, dict[str, _Figures]]], limit: int = 8
+           ) -> list[Destination]:
+    acc: dict[str, list[int]] = {}
+    for _, parts in series:
+        for prefix, f in parts.items():
+            row = acc.setdefault(prefix, [0, 0, 0])
+            row[0] += f.calls
+            row[1] += f.seconds
+            row[2] += f.revenue
+    ranked = sorted(acc.items(), key=lambda kv: (-kv[1][2], -kv[1][0], kv[0]))
+    return [Destination(p or "?", c, s, r) for p, (c, s, r) in ranked[:limit]]
 
 
 async def low_balance(threshold: int, *, limit: int = 20) -> list[LowBalance]:
@@ -179,12 +247,10 @@ async def live_calls() -> int:
 
 async def load(days: int, tz: tzinfo, low_threshold: int, *,
                now: datetime | None = None) -> Dashboard:
-    series = await daily(days, tz, now=now)
-    bounds = day_bounds(series[-1].day, days, tz)
-    top = await top_destinations(bounds[0][1], bounds[-1][2])
+    series = await per_day(days, tz, now=now)
     return Dashboard(
-        days=series,
-        top=top,
+        days=[Day(d, *vars_of(_total(parts)).values()) for d, parts in series],
+        top=top_of(series),
         live_calls=await live_calls(),
         low_balance=await low_balance(low_threshold),
         low_threshold=low_threshold,

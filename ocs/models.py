@@ -291,3 +291,22 @@ class CardBatch(Model):
 
     class Meta:
         table = "card_batch"
+
+
+class DashboardDay(Model):
+    """Dashboard figures of one finished local day, per tariff prefix (prefix "*" = the
+    day's total, also written for a day without calls). A finished day's CDRs never change,
+    so the dashboard aggregates each day once; only the current day is read live."""
+
+    id = fields.IntField(primary_key=True)
+    tz = fields.CharField(max_length=64)
+    day = fields.CharField(max_length=10)  # YYYY-MM-DD, local to tz
+    tariff_prefix = fields.CharField(max_length=32)
+    calls = fields.BigIntField(default=0)
+    answered = fields.BigIntField(default=0)
+    seconds = fields.BigIntField(default=0)
+    revenue = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "dashboard_day"
+        unique_together = (("tz", "day", "tariff_prefix"),)

@@ -27,6 +27,7 @@ TABLES = (
     "voucher",
     "voucher_batch",
     "card_batch",
+    "dashboard_day",
     "statement_balance",
     "billing_run",
     "cdr",

@@ -52,3 +52,28 @@ async def test_dashboard_figures(db: Settings) -> None:
         ("38", 1, 22600), ("DEFAULT", 2, 13000), ("42", 1, 600)]
     assert got.live_calls == 1
     assert [x.number for x in got.low_balance] == ["1002"]  # 3000 - 2500 available
+
+
+async def test_finished_days_are_aggregated_once_and_today_live(db: Settings) -> None:
+    from ocs.models import DashboardDay
+
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+    async def cdr(day: int, cost: int) -> None:
+        at = datetime(2026, 11, day, 9, tzinfo=UTC)
+        await Cdr.create(account_number="1", session_id=f"s{day}{cost}", started_at=at,
+                         created_at=at, duration=10, cost=cost, tariff_prefix="38")
+
+    await cdr(23, 100)
+    await cdr(25, 200)
+    first = await dashboard.load(3, PARIS, 0, now=now)
+    assert [d.revenue for d in first.days] == [100, 0, 200]
+    # the two finished days are stored (with a total row, even the empty 24th)
+    stored = await DashboardDay.filter(tz="Europe/Paris").values_list("day", "tariff_prefix")
+    assert sorted(stored) == [("2026-11-23", "*"), ("2026-11-23", "38"), ("2026-11-24", "*")]
+    # a finished day is read from the cache, today from the CDRs
+    await cdr(23, 5000)  # cannot happen for real (CDRs are recorded when calls end)
+    await cdr(25, 30)
+    again = await dashboard.load(3, PARIS, 0, now=now)
+    assert [d.revenue for d in again.days] == [100, 0, 230]
+    assert again.top[0].prefix == "38" and again.top[0].revenue == 330
