@@ -471,8 +471,22 @@ async def test_vouchers_cards_import_dashboard_and_search(
     await expect(page.locator("#user-table tbody tr").first).to_contain_text("1001")
     await page.screenshot(path=screenshot_path("ops-09-users-search"), full_page=True)
 
-    # dashboard is the landing page
+    # refund one call from the CDR page: a REFUND line on the statement
     now = datetime.now(UTC)
+    alice = await Account.get(number="1001")
+    call = await Cdr.create(account=alice, account_number="1001", session_id="r1",
+                            dialed="3000", started_at=now, created_at=now, duration=13,
+                            cost=2_600)
+    await page.goto(f"{base}/cdrs")
+    await page.locator("#cdr-table a", has_text="Refund").first.click()
+    await page.wait_for_url(f"{base}/cdrs/{call.id}/refund")
+    await page.fill("#f-reason", "line noise")
+    await page.click("#refund button[type=submit]")
+    await page.wait_for_url(f"{base}/users/1001#statement")
+    await expect(page.locator("#statement")).to_contain_text("REFUND")
+    await expect(page.locator("#statement")).to_contain_text("refund of call")
+
+    # dashboard is the landing page
     for i in range(5):
         await Cdr.create(account_number="1001", session_id=f"d{i}", started_at=now,
                          created_at=now - timedelta(days=i), duration=60 * i, cost=1000 * i,
@@ -480,8 +494,8 @@ async def test_vouchers_cards_import_dashboard_and_search(
     await page.goto(base + "/")
     await page.wait_for_url(f"{base}/dashboard")
     await expect(page.locator("svg.chart")).to_have_count(3)
-    await expect(page.locator("#calls-total")).to_have_text("5")
-    await expect(page.locator("#answer-rate")).to_have_text("80.0 %")
+    await expect(page.locator("#calls-total")).to_have_text("6")  # 5 + the refunded call
+    await expect(page.locator("#answer-rate")).to_have_text("83.3 %")
     await expect(page.locator("#top-destinations")).to_contain_text("DEFAULT")
     await page.screenshot(path=screenshot_path("ops-10-dashboard"), full_page=True)
     assert await LedgerEntry.filter(kind=LedgerKind.CREDIT).count() >= 200
