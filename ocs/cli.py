@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ocs.diameter.cli_client",
     "ocs.cli_billing",
     "api.cli",
+    "ocs.cli_ops",
 )
 
 EXIT_OK = 0
@@ -415,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_account_list)
+    from ocs.cli_ops import add_account_commands
+
+    add_account_commands(acc)  # adjust, refund, import, export
 
     tar = sub.add_parser("tariff", help="tariffs").add_subparsers(
         dest="tariff_cmd", required=True, metavar="ACTION"
