@@ -14,9 +14,7 @@ mandatory reason (its note), so it shows on the account statement and in the bil
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
 
 from ocs import accounts, ledger
 from ocs.models import Cdr, LedgerKind
@@ -71,7 +69,7 @@ def refund_reference(cdr_id: int) -> str:
 def _refund_op(
     account_id: int, cdr_id: int, cost: int, units: int | None, note: str, actor: str,
     lock: bool,
-) -> Generator[tuple[str, tuple[Any, ...]], list[Any], ledger.Posted]:
+) -> ledger.Op[ledger.Posted]:
     # Serialise refunds of this account before reading what was already refunded.
     yield from ledger.read_balance(account_id, lock=lock)
     rows = yield (

@@ -250,7 +250,7 @@ class ApiKey(Model):
         table = "api_key"
 
 
-# --- operator tools (migration 0004_operator_tools) ------------------------------------
+# --- operator tools (migration 0003_operator_tools) ------------------------------------
 
 
 class VoucherStatus(enum.StrEnum):

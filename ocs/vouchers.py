@@ -33,7 +33,7 @@ import hashlib
 import hmac
 import io
 import secrets
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -161,7 +161,7 @@ def _as_datetime(value: Any) -> datetime | None:
 
 def redeem_op(
     hashed: str, account_number: str, *, actor: str, now: datetime
-) -> Generator[Statement, list[Any], Redemption]:
+) -> ledger.Op[Redemption]:
     """The redemption as one ledger-store operation (see ``ocs.ledger``): everything it
     writes commits together or not at all."""
     rows = yield (

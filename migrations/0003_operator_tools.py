@@ -6,7 +6,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
-    dependencies = [('ocs', '0001_initial')]
+    dependencies = [('ocs', '0002_answers_kill')]
 
     initial = False
 
