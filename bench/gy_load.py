@@ -298,8 +298,11 @@ def spawn_ocs(database: str, port: int, accounts: int = 1,
     for step in (["migrate"], ["demo"], ["account", "credit", "1001", "1000000000"]):
         subprocess.run(ocs + step, cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
     if accounts > 1:
+        # in its own process: Tortoise keeps per-process state of the database it first met
         url = env.get("OCS_DATABASE_URL") or f"sqlite://{env['OCS_DATA_DIR']}/ocs.sqlite3"
-        asyncio.run(_bench_accounts(url, env["OCS_DATA_DIR"], accounts))
+        subprocess.run([sys.executable, __file__, "--make-accounts", str(accounts),
+                        "--database-url", url, "--data-dir", env["OCS_DATA_DIR"]],
+                       cwd=root, check=True)
     serve = [*ocs, "serve", "--only", "ocs"]
     if workers is not None:
         serve += ["--workers", str(workers)]
@@ -369,10 +372,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="spread sessions over N accounts (spawned servers create them)")
     ap.add_argument("--workers", type=int, default=None,
                     help="ocs serve --workers N for spawned servers (default: its own)")
-    ap.add_argument("--spawn", choices=["memory", "node", "both", "full"],
+    ap.add_argument("--make-accounts", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--database-url", help=argparse.SUPPRESS)
+    ap.add_argument("--data-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--spawn", choices=["memory", "node", "both", "full", "ocs-sqlite",
+                                        "ocs-postgres"],
                     help="start the server(s) locally instead of targeting host:port")
     ap.add_argument("--out", type=Path, help="write the JSON result here")
     args = ap.parse_args(argv)
+    if args.make_accounts:
+        asyncio.run(_bench_accounts(args.database_url, args.data_dir, args.make_accounts))
+        return 0
 
     result: dict[str, object] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

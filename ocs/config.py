@@ -36,6 +36,9 @@ class Settings:
     tcc_grace: float = 10.0  # seconds past Validity-Time before a silent session is closed
     # `ocs serve` processes sharing the Diameter port (PostgreSQL only); 0 = one per core
     workers: int = 0
+    # batches of one process in flight at once: one computes while another waits on the
+    # database (PostgreSQL; SQLite has one writer, so always 1)
+    batch_workers: int = 2
     answer_retention: float = 3600.0  # seconds every credit-control answer is kept
 
     @property
@@ -63,6 +66,7 @@ _ENV: dict[str, str] = {
     "OCS_MQTT_URL": "mqtt_url",
     "OCS_TCC_GRACE": "tcc_grace",
     "OCS_WORKERS": "workers",
+    "OCS_BATCH_WORKERS": "batch_workers",
     "OCS_ANSWER_RETENTION": "answer_retention",
 }
 
@@ -131,15 +135,16 @@ def load_settings(
                 raise ConfigError(f"{name} must be a number, got {values[name]!r}") from None
             if values[name] < 0:
                 raise ConfigError(f"{name} must not be negative")
-    if "workers" in values:
-        try:
-            values["workers"] = int(values["workers"])
-        except ValueError:
-            raise ConfigError(
-                f"workers must be a whole number, got {values['workers']!r}"
-            ) from None
-        if not 0 <= values["workers"] <= 256:
-            raise ConfigError("workers must be in 0..256 (0 = one per core)")
+    for name, low in (("workers", 0), ("batch_workers", 1)):
+        if name in values:
+            try:
+                values[name] = int(values[name])
+            except ValueError:
+                raise ConfigError(
+                    f"{name} must be a whole number, got {values[name]!r}"
+                ) from None
+            if not low <= values[name] <= 256:
+                raise ConfigError(f"{name} must be in {low}..256")
     host = str(values.get("diameter_host", "127.0.0.1"))
     if "diameter_peers" in values:
         values["diameter_peers"] = _parse_peers(values["diameter_peers"])

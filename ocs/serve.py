@@ -47,6 +47,7 @@ async def start_ocs(ctx: ServeContext) -> Part:
         grace=settings.tcc_grace,
         sweeper=ctx.role == "primary",
         answer_retention=settings.answer_retention,
+        workers=1 if store.dialect == "sqlite" else settings.batch_workers,
     )
     await engine.start()
     server = DiameterServer(
