@@ -115,7 +115,7 @@ def run(items: Sequence[Item], ctx: RatingContext, dialect: Dialect) -> Op[list[
     refunds: dict[tuple[int, str], int] = {}
     refund_refs = sorted(
         {
-            r.session_id
+            one_time.event_reference(r.session_id)
             for i, r in enumerate(requests)
             if r.request_type is RequestType.EVENT and one_time.is_refund(r) and subscribers[i]
         }
@@ -247,7 +247,8 @@ def _request(
 def _refundable(
     account_id: int, session_id: str, book: Book, refunds: dict[tuple[int, str], int]
 ) -> int:
-    net = refunds.get((account_id, session_id), 0)
+    reference = one_time.event_reference(session_id)
+    net = refunds.get((account_id, reference), 0)
     # this batch's own entries for the same Session-Id count too
-    net += sum(e[2] for e in book.entries if e[0] == account_id and e[4] == session_id)
+    net += sum(e[2] for e in book.entries if e[0] == account_id and e[4] == reference)
     return -net

@@ -2,7 +2,8 @@
 PRICE_ENQUIRY, as pure computations against a batch's account book.
 
 DIRECT_DEBITING is all or nothing. REFUND_ACCOUNT gives back at most what the same
-Session-Id debited and has not yet had refunded, so a client can never create money with it.
+Session-Id's events debited and has not yet had refunded, so a client can never create money
+with it. Event entries carry the reference `event:<Session-Id>`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ def event_seconds(req: CCRequest, ctx: RatingContext) -> int:
         if sr.requested_time is not None:
             return min(sr.requested_time, ctx.settings.max_grant)
     return ctx.settings.default_grant
+
+
+def event_reference(session_id: str) -> str:
+    """Ledger reference of a Session-Id's events: apart from a call's (its Session-Id), so a
+    call's CDR always equals its CALL entry even if a client reuses a call's Session-Id."""
+    return "event:" + session_id
 
 
 def is_refund(req: CCRequest) -> bool:
@@ -86,7 +93,7 @@ def event(
             aid,
             units,
             units,
-            reference=req.session_id,
+            reference=event_reference(req.session_id),
             dialed=called,
             duration=seconds,
             at=ctx.now,
@@ -111,7 +118,7 @@ def event(
             LedgerKind.REFUND,
             actor="ocs",
             note=f"refund {called} {seconds}s",
-            reference=req.session_id,
+            reference=event_reference(req.session_id),
             at=ctx.now,
         )
         amount, kind = units, LedgerKind.REFUND

@@ -452,4 +452,4 @@ async def test_direct_debit_of_zero_seconds_writes_nothing(engine) -> None:
         ccr("z0", RequestType.EVENT, 0, action=RequestedAction.DIRECT_DEBITING, requested=0)
     )
     assert a.result_code == 2001 and a.cost_units == 0
-    assert await LedgerEntry.filter(reference="z0").count() == 0
+    assert await LedgerEntry.filter(reference="event:z0").count() == 0

@@ -56,7 +56,7 @@ async def test_event_retransmitted_after_a_later_event_is_not_debited_again(two)
         ccr("ev", RequestType.EVENT, 0, action=DEBIT, requested=10, retransmission=True)
     )
     assert again == e0
-    assert await LedgerEntry.filter(reference="ev").count() == 2
+    assert await LedgerEntry.filter(reference="event:ev").count() == 2
     assert await available("1001") == 250000 - 6000
 
 
@@ -201,3 +201,21 @@ async def test_answers_carry_the_configured_currency_and_unit_price(two) -> None
         ccr("cur-e", RequestType.EVENT, 0, action=RequestedAction.PRICE_ENQUIRY, requested=10)
     )
     assert e.currency_code == 840 and e.cost_units == 2000
+
+
+async def test_event_reusing_a_calls_session_id_keeps_the_calls_books_apart(two) -> None:
+    a, _, clock = two
+    await a.handle(ccr("mix", RequestType.INITIAL, 0, requested=30))
+    e = await a.handle(ccr("mix", RequestType.EVENT, 5, action=DEBIT, requested=10))
+    assert e.result_code == 2001 and e.cost_units == 2000
+    clock.advance(10)
+    t = await a.handle(ccr("mix", RequestType.TERMINATE, 1, used=10))
+    assert t.cost_units == 2000
+    cdr = await Cdr.get(session_id="mix")
+    calls_ = await LedgerEntry.filter(reference="mix", kind=LedgerKind.CALL)
+    assert [-x.amount for x in calls_] == [cdr.cost] == [2000]
+    refund = await a.handle(
+        ccr("mix", RequestType.EVENT, 6, action=RequestedAction.REFUND_ACCOUNT, requested=60)
+    )
+    assert refund.cost_units == 2000  # the event's debit, not the call's
+    assert await available("1001") == 250000 - 2000
