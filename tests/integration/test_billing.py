@@ -173,6 +173,7 @@ async def test_second_run_reports_first_total(db) -> None:
     assert r4.lines == 2 and r4.first_ledger_id == r4.last_ledger_id == r3.last_ledger_id
 
 
+@pytest.mark.ledger_only  # settles a call below the session layer (no CDR)
 async def test_entries_written_during_a_run_go_to_the_next_run(db) -> None:
     ids = []
     for i in range(12):

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.postgres
+@pytest.mark.ledger_only  # worker processes settle below the session layer
 @pytest.mark.parametrize("strategy", ["conditional", "lock"])
 async def test_two_processes_fifty_sessions_one_account(db, strategy: str) -> None:
     if not use_postgres():

@@ -91,7 +91,7 @@ async def test_consistent_data_has_no_violation(calls: int) -> None:
 @pytest.mark.corrupts_money
 async def test_balance_not_sum_of_entries(calls: int) -> None:
     await execute("UPDATE account SET balance = balance + 1 WHERE id = ?", calls)
-    assert await found() == ["M1 account 1001 (id %d)" % calls]
+    assert await found() == [f"M1 account 1001 (id {calls})"]
     assert await ledger.invariant_violations(calls) == [
         "balance 246401 != sum of entries 246400"
     ]
@@ -104,7 +104,7 @@ async def test_entry_without_balance_change(calls: int) -> None:
         " note, dialed, duration, created_at) VALUES (?, 'ADJUST', 5, 0, '', '', '', '', 0, ?)",
         calls, NOW,
     )
-    assert await found() == ["M1 account 1001 (id %d)" % calls]
+    assert await found() == [f"M1 account 1001 (id {calls})"]
     assert await ledger.invariant_violations(calls) == [
         "balance 246400 != sum of entries 246405"
     ]
@@ -114,15 +114,15 @@ async def test_entry_without_balance_change(calls: int) -> None:
 async def test_negative_reservation(calls: int) -> None:
     await execute("UPDATE account SET reserved = -1 WHERE id = ?", calls)
     rules = await found()
-    assert "M2 account 1001 (id %d)" % calls in rules
-    assert "M6 account 1001 (id %d)" % calls in rules  # the live call holds 6000
+    assert f"M2 account 1001 (id {calls})" in rules
+    assert f"M6 account 1001 (id {calls})" in rules  # the live call holds 6000
     assert await ledger.invariant_violations(calls) == ["reserved -1 < 0"]
 
 
 @pytest.mark.corrupts_money
 async def test_reservation_above_balance(calls: int) -> None:
     await execute("UPDATE account SET reserved = balance + 1 WHERE id = ?", calls)
-    assert "M3 account 1001 (id %d)" % calls in await found()
+    assert f"M3 account 1001 (id {calls})" in await found()
     assert await ledger.invariant_violations(calls) == ["available -1 < 0"]
 
 
