@@ -357,7 +357,7 @@ async def test_high_water_mark_waits_for_inflight_postgres_writers(db) -> None:
     """PostgreSQL hands out ids before commit: an entry with a lower id may commit after
     one with a higher id. The mark must not pass an uncommitted id."""
     if ledger.store().dialect != "postgres":
-        pytest.skip("SQLite serialises writers: ids commit in order")
+        pytest.skip("SQLite serialises writers: ids commit in order")  # not-applicable
     import asyncpg
 
     aid = (await accounts.create_account("9901")).id

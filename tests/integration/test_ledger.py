@@ -48,7 +48,7 @@ async def test_unknown_account(db) -> None:
 async def test_reserve_partial_and_settle(db, strategy) -> None:
     store = ledger.store()
     if strategy is ledger.Strategy.LOCK and store.dialect == "sqlite":
-        pytest.skip("FOR UPDATE is PostgreSQL only")
+        pytest.skip("FOR UPDATE is PostgreSQL only")  # not-applicable
     aid = await _account(credit=1000)
     got = await store.run(ledger.reserve(aid, 700, 1, strategy))
     assert got is not None and got.taken == 700 and got.available_after == 300
