@@ -54,12 +54,6 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def use_postgres() -> bool:
     return os.environ.get("OCS_TEST_DB", "sqlite").lower() in {"postgres", "postgresql", "pg"}
 
