@@ -430,13 +430,17 @@ async def start_part(ctx: ServeContext) -> Part:
     from ocs.runtime import SimplePart
 
     s = ctx.settings
-    gy = GyClient(s.diameter_host, s.diameter_port, "ivr." + s.diameter_realm, s.diameter_realm)
+    # the Diameter part of this process, when it runs, may have bound port 0: use its port
+    port = ctx.diameter_port if ctx.diameter_port is not None else s.diameter_port
+    gy = GyClient(s.diameter_host, port, "ivr." + s.diameter_realm, s.diameter_realm)
     await _connect_with_retry(gy)
     charging = CreditControlCharging(ReconnectingClient(gy), gy.origin_host, gy.realm)
     bridge = IvrBridge(s.sip_host, s.sip_port, directory=OcsDirectory(), charging=charging)
     gy.on_asr(bridge.on_abort)
     gy.on_rar(bridge.on_reauth)
     await bridge.start()
+    ctx.sip_port = bridge.sip_port  # its bound port (tests bind port 0)
+    log.info("IVR bridge on SIP %s:%d", s.sip_host, bridge.sip_port)
 
     async def stop() -> None:
         await bridge.stop()

@@ -47,6 +47,7 @@ class ServeContext:
     role: str = "primary"
     workers: int = 1  # processes sharing the Diameter port
     diameter_port: int | None = None  # bound by the `ocs` part
+    sip_port: int | None = None  # bound by the `ivr` part
 
 
 PartFactory = Callable[[ServeContext], Awaitable[Part]]

@@ -23,6 +23,7 @@ from ocs.config import Settings, load_settings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_DSN = os.environ.get("OCS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+DATABASE_URL = pytest.StashKey[str]()
 TABLES = (
     "voucher",
     "voucher_batch",
@@ -55,12 +56,6 @@ def port_open(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def use_postgres() -> bool:
@@ -112,6 +107,7 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
         template = request.getfixturevalue("sqlite_template")
         shutil.copy(template, data_dir / "ocs.sqlite3")
         url = f"sqlite://{data_dir / 'ocs.sqlite3'}"
+    request.node.stash[DATABASE_URL] = url  # for the after-test money check
     return load_settings(
         {
             "OCS_DATA_DIR": str(data_dir),
@@ -131,6 +127,43 @@ async def _pg_truncate(url: str) -> None:
         await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     finally:
         await conn.close()
+
+
+def _money_rules(request: pytest.FixtureRequest) -> str | None:
+    """Which money invariants this test must leave true: "all", "ledger" or None."""
+    if request.node.get_closest_marker("corrupts_money") is not None:
+        return None
+    if request.node.get_closest_marker("ledger_only") is not None:
+        return "ledger"
+    return "all"
+
+
+async def _money_violations(url: str, sessions: bool) -> list[str]:
+    from ocs import ledger
+    from ocs.money_check import check_money
+
+    store = await ledger.open_store(url)
+    try:
+        return [str(v) for v in await check_money(store, sessions=sessions)]
+    finally:
+        await store.close()
+
+
+@pytest.fixture(autouse=True)
+def money_check(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every test that had a database: the money invariants of ocs.money_check hold
+    (every balance is its entries, nothing over-reserved or left reserved, every CDR is its
+    CALL entries). Opt out with @pytest.mark.corrupts_money (the test breaks the data on
+    purpose) or narrow with @pytest.mark.ledger_only (it drives ocs.ledger below the
+    session layer, so only the account rules M1-M3 apply)."""
+    yield
+    url = request.node.stash.get(DATABASE_URL, None)
+    rules = _money_rules(request)
+    if url is None or rules is None:
+        return
+    problems = asyncio.run(_money_violations(url, sessions=rules == "all"))
+    if problems:
+        pytest.fail("money invariants broken after the test:\n  " + "\n  ".join(problems))
 
 
 @pytest.fixture

@@ -110,7 +110,7 @@ class SipMessage:
     @property
     def cseq(self) -> tuple[int, str]:
         raw = self.header("CSeq").split()
-        if len(raw) != 2 or not raw[0].isdigit():
+        if len(raw) != 2 or not (raw[0].isascii() and raw[0].isdigit()):  # not "①"
             raise SipParseError("malformed CSeq")
         return int(raw[0]), raw[1].upper()
 
@@ -203,7 +203,7 @@ def parse(data: bytes) -> SipMessage:
         msg.headers.append((canonical(name), value.strip()))
     length = msg.get("Content-Length")
     if length is not None:
-        if not length.strip().isdigit():
+        if not (length.strip().isascii() and length.strip().isdigit()):  # not "²"
             raise SipParseError("bad Content-Length")
         n = int(length)
         if n > len(body):

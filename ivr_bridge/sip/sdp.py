@@ -61,7 +61,8 @@ def parse(body: bytes | str) -> MediaDescription:
             if in_audio:
                 seen_audio = True
                 fields = value.split()
-                if len(fields) < 4 or not fields[1].split("/")[0].isdigit():
+                port_text = fields[1].split("/")[0] if len(fields) >= 4 else ""
+                if not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
                     raise SdpError(f"bad m= line: {value!r}")
                 if not fields[2].startswith("RTP/AVP"):
                     raise SdpError(f"unsupported transport {fields[2]!r}")

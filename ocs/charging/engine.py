@@ -282,13 +282,13 @@ class ChargingEngine:
                 self._abort_in_background(session_id)
             if len(outcomes) < SWEEP_LIMIT:
                 break
-        self._forget_stale()
+        # Whatever of ours is past its expiry now was closed, by this sweep or another
+        # process's; the copies are only a cache (a request reads its row anyway).
+        self._forget_stale(self.clock())
         return closed
 
-    def _forget_stale(self) -> None:
-        """Drop cached sessions long past their expiry: another process's sweep closed them
-        (a request for one would read its row anyway)."""
-        horizon = self.clock() - timedelta(seconds=self.grace)
+    def _forget_stale(self, horizon: datetime) -> None:
+        """Drop cached sessions that expired before `horizon` and have no request running."""
         for session_id in [s.session_id for s in self._live.values() if s.expires_at < horizon]:
             if session_id not in self._tails:
                 del self._live[session_id]
@@ -301,7 +301,8 @@ class ChargingEngine:
         while True:
             await asyncio.sleep(self.tcc_interval)
             if not self.sweeper:
-                self._forget_stale()
+                # the primary's sweep closes them; give it a grace period to do so
+                self._forget_stale(self.clock() - timedelta(seconds=self.grace))
                 continue
             try:
                 closed = await self.expire_idle()

@@ -31,6 +31,9 @@ BARESIP = shutil.which("baresip")
 MODULE_PATH = "/usr/lib/baresip/modules"
 
 
+# baresip is configured by file, before it starts, so its own ports are picked here (our
+# servers bind port 0 and report theirs). A port taken meanwhile makes baresip fail to
+# start, which `Baresip.start` reports; nothing waits on a port that might be reused.
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))

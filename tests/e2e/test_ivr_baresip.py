@@ -10,28 +10,22 @@ DTMF, records what it hears), another answers as the destination (auto-answer, p
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-from pathlib import Path
+import dataclasses
 
 import pytest
 
 from ivr_bridge.service import PromptLibrary
+from ocs.config import Settings
+from tests.conftest import unavailable
 from tests.e2e.ivr_baresip import (
     BARESIP,
     Baresip,
-    free_port,
     read_wav,
     sound_segments,
     tone_frames,
 )
 
-pytestmark = [
-    pytest.mark.sip,
-    pytest.mark.skipif(
-        BARESIP is None and os.environ.get("CI") != "true", reason="baresip not installed"
-    ),
-]
+pytestmark = pytest.mark.sip
 
 RATE_DEFAULT = 200  # units/s, the brochure's DEFAULT tariff (demo data)
 TONE = 1000  # Hz played by the destination UA
@@ -40,17 +34,10 @@ TONE = 1000  # Hz played by the destination UA
 class Platform:
     """OCS + IVR bridge in-process, demo data loaded, gateway = the callee baresip."""
 
-    def __init__(self, tmp: Path, gateway: str) -> None:
-        from ocs.config import load_settings
-
-        self.settings = load_settings(
-            env={
-                "OCS_DATA_DIR": str(tmp / "data"),
-                "OCS_DATABASE_URL": f"sqlite://{tmp / 'data' / 'ocs.sqlite3'}",
-                "OCS_DIAMETER_PORT": str(free_port(socket.SOCK_STREAM)),
-                "OCS_SIP_PORT": str(free_port()),
-                "OCS_MQTT_URL": "",
-            }
+    def __init__(self, settings: Settings, gateway: str) -> None:
+        # the test's database (SQLite or PostgreSQL, see OCS_TEST_DB), migrated and empty
+        self.settings = dataclasses.replace(
+            settings, diameter_port=0, sip_port=0, mqtt_url=None  # bound ports read back
         )
         self.gateway = gateway
         self.parts: list = []
@@ -62,13 +49,14 @@ class Platform:
         from ocs.runtime import ServeContext
         from ocs.serve import start_ocs
 
-        await db.migrate(self.settings)
         await db.init_db(self.settings)
         await demo.load_demo()
         await set_gateway(self.gateway)
         ctx = ServeContext(settings=self.settings, bus=default_bus())
         self.parts.append(await start_ocs(ctx))
         self.parts.append(await start_part(ctx))
+        assert ctx.sip_port is not None
+        self.sip_port = ctx.sip_port
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -80,7 +68,7 @@ class Platform:
 
     @property
     def sip_uri_base(self) -> str:
-        return f"127.0.0.1:{self.settings.sip_port}"
+        return f"127.0.0.1:{self.sip_port}"
 
 
 async def set_gateway(address: str) -> None:
@@ -111,6 +99,8 @@ def prompt_seconds(language: str, *words: str) -> float:
 
 @pytest.fixture
 async def uas(tmp_path):
+    if BARESIP is None:
+        unavailable("baresip")
     callee = Baresip(tmp_path / "callee", "0141587070", auto_answer=True, tone_hz=TONE)
     caller = Baresip(tmp_path / "caller", "5173")
     await callee.start()
@@ -124,14 +114,19 @@ async def wait_closed(ua: Baresip, timeout: float = 60) -> dict:
     return await ua.wait_event("CALL_CLOSED", timeout)
 
 
-async def settle() -> None:
-    """Give the CCR-T and the CDR write a moment after the BYE."""
-    await asyncio.sleep(1.0)
+async def settle(timeout: float = 20) -> None:
+    """After the BYE: wait until the bridge's CCR-T has closed every session (the CDR and
+    the CALL entry are written with it)."""
+    from ocs.models import CreditSession
+
+    async with asyncio.timeout(timeout):
+        while await CreditSession.filter(state="open").exists():
+            await asyncio.sleep(0.05)
 
 
-async def test_pin_access_announces_credit_connects_and_charges(tmp_path, uas):
+async def test_pin_access_announces_credit_connects_and_charges(tmp_path, uas, settings):
     caller, callee = uas
-    async with Platform(tmp_path, f"127.0.0.1:{callee.sip_port}") as platform:
+    async with Platform(settings, f"127.0.0.1:{callee.sip_port}") as platform:
         greeting = prompt_seconds("FR", "welcome", "enter_pin")
         # 250000 units = 25 €, 1250 s at 200 u/s = 20 minutes
         credit = prompt_seconds(
@@ -177,9 +172,9 @@ async def test_pin_access_announces_credit_connects_and_charges(tmp_path, uas):
     assert cdr.connect_delay is not None and 0 <= cdr.connect_delay <= 1
 
 
-async def test_low_credit_is_cut_after_affordable_time_with_announcement(tmp_path, uas):
+async def test_low_credit_is_cut_after_affordable_time_with_announcement(tmp_path, uas, settings):
     caller, callee = uas
-    async with Platform(tmp_path, f"127.0.0.1:{callee.sip_port}") as platform:
+    async with Platform(settings, f"127.0.0.1:{callee.sip_port}") as platform:
         await make_account("1003", "4321", 2000, language="EN")  # 10 s at 200 u/s
         greeting = prompt_seconds("FR", "welcome", "enter_pin")
         credit = prompt_seconds(
@@ -218,9 +213,9 @@ async def test_low_credit_is_cut_after_affordable_time_with_announcement(tmp_pat
     assert reserved == 0
 
 
-async def test_one_step_did_connects_without_prompt_and_charges(tmp_path, uas):
+async def test_one_step_did_connects_without_prompt_and_charges(tmp_path, uas, settings):
     caller, callee = uas
-    async with Platform(tmp_path, f"127.0.0.1:{callee.sip_port}") as platform:
+    async with Platform(settings, f"127.0.0.1:{callee.sip_port}") as platform:
         # caller 5173 is a registered caller ID of account 1001; DID 0561500001 -> 0141587070
         await caller.dial(f"sip:0561500001@{platform.sip_uri_base}")
         await callee.wait_event("CALL_ESTABLISHED", 10)
@@ -247,9 +242,9 @@ async def test_one_step_did_connects_without_prompt_and_charges(tmp_path, uas):
     assert reserved == 0
 
 
-async def test_one_step_unknown_did_is_refused(tmp_path, uas):
+async def test_one_step_unknown_did_is_refused(tmp_path, uas, settings):
     caller, callee = uas
-    async with Platform(tmp_path, f"127.0.0.1:{callee.sip_port}") as platform:
+    async with Platform(settings, f"127.0.0.1:{callee.sip_port}") as platform:
         await caller.dial(f"sip:0561509999@{platform.sip_uri_base}")
         closed = await wait_closed(caller, 10)
         _, _, cdrs, _ = await account_state("1001")

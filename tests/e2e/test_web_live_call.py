@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from ocs.config import Settings
-from tests.conftest import free_port, port_open
+from tests.conftest import port_open
 from tests.e2e.web_support import CHROMIUM_ARGS, require_chromium, screenshot_path
 
 pytestmark = pytest.mark.browser
@@ -122,37 +122,41 @@ def _terminate(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
         proc.wait(timeout=grace)
 
 
-def _product_env(settings: Settings, web_port: int, diameter_port: int) -> dict[str, str]:
+def _product_env(settings: Settings) -> dict[str, str]:
+    """Every server binds port 0; the ports are read back from `ocs serve`'s log."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCS_")}
     env.update(
         {
             "OCS_DATA_DIR": str(settings.data_dir),
             "OCS_DATABASE_URL": settings.database_url,
             "OCS_WEB_HOST": "127.0.0.1",
-            "OCS_WEB_PORT": str(web_port),
+            "OCS_WEB_PORT": "0",
             "OCS_DIAMETER_HOST": "127.0.0.1",
-            "OCS_DIAMETER_PORT": str(diameter_port),
+            "OCS_DIAMETER_PORT": "0",
             "OCS_SIP_HOST": "127.0.0.1",
-            "OCS_SIP_PORT": str(free_port()),
+            "OCS_SIP_PORT": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )
     return env
 
 
+def _bound_ports(log: str) -> tuple[int, int] | None:
+    """(web, Diameter) ports as `ocs serve` logs them once it listens."""
+    web = re.search(r"web UI on http://127\.0\.0\.1:(\d+)/", log)
+    diameter = re.search(r"Diameter server on 127\.0\.0\.1:(\d+)", log)
+    if web is None or diameter is None:
+        return None
+    return int(web[1]), int(diameter[1])
+
+
 @pytest.fixture
 def product(settings: Settings, tmp_path: Path) -> Iterator[Product]:
     """The real product, prepared with its CLI and served by `ocs serve` in a subprocess."""
     require_chromium()  # skip (or fail under CI) before paying for the start-up
-    web_port, diameter_port = free_port(), free_port()
     logs = tmp_path / "logs"
     logs.mkdir()
-    prod = Product(
-        env=_product_env(settings, web_port, diameter_port),
-        base=f"http://127.0.0.1:{web_port}",
-        diameter_port=diameter_port,
-        logs=logs,
-    )
+    prod = Product(env=_product_env(settings), base="", diameter_port=0, logs=logs)
     prod.cli("migrate")
     prod.cli("demo")
     prod.cli("admin", "set-password", "--password-stdin", stdin=PASSWORD + "\n")
@@ -167,7 +171,7 @@ def product(settings: Settings, tmp_path: Path) -> Iterator[Product]:
         )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not (port_open("127.0.0.1", web_port) and port_open("127.0.0.1", diameter_port)):
+        while not (ports := _bound_ports(serve_log.read_text())):
             if serve.poll() is not None:
                 pytest.fail(f"`ocs serve` exited {serve.returncode}:\n{serve_log.read_text()}")
             if time.monotonic() > deadline:
@@ -175,6 +179,9 @@ def product(settings: Settings, tmp_path: Path) -> Iterator[Product]:
                     f"`ocs serve` not listening after {STARTUP_TIMEOUT} s:\n{serve_log.read_text()}"
                 )
             time.sleep(0.1)
+        web_port, prod.diameter_port = ports
+        prod.base = f"http://127.0.0.1:{web_port}"
+        assert port_open("127.0.0.1", web_port) and port_open("127.0.0.1", prod.diameter_port)
         yield prod
     finally:
         _terminate(serve)
@@ -214,7 +221,6 @@ def test_live_call_and_cut_against_the_real_server(product: Product, page: Any) 
     from playwright.sync_api import expect
 
     pg = page
-    test_started = time.monotonic()
     _login(pg, product.base)
 
     # Supervision, live over SSE, empty for now
@@ -269,7 +275,6 @@ def test_live_call_and_cut_against_the_real_server(product: Product, page: Any) 
         expect(pg.locator("#notice")).to_contain_text("Result-Code 2001")
         assert dialogs == [f"Cut the call from {CALLER} to {DIALLED}?"], dialogs
         code = second.wait(timeout=20)
-        lasted = time.monotonic() - second.started
         expect(live).to_have_count(0, timeout=20_000)
         expect(pg.locator("#live-rows")).to_contain_text("No call in progress")
         expect(pg.locator("#notice")).to_contain_text("Result-Code 2001")
@@ -278,16 +283,15 @@ def test_live_call_and_cut_against_the_real_server(product: Product, page: Any) 
         second.stop()
     assert code == 3, f"expected exit 3 (cut by the OCS), got {code}:\n{second.output()}"
     assert "cut by the OCS" in second.output(), second.output()
-    assert lasted < 30, f"the cut call lasted {lasted:.1f} s:\n{second.output()}"
     assert pg.evaluate("window.__marker") == "no reload"
 
     cdrs = {c["session_id"]: c for c in product.cli_json("cdr", "list")["items"]}
     assert session_id in cdrs, cdrs
     cut = cdrs[session_id]
-    assert 0 <= cut["duration"] < 60, cut
+    assert 0 <= cut["duration"] < 60, cut  # cut before the 60 s it meant to talk
+    assert cut["end_reason"] == "ADMINISTRATIVE", cut  # by the operator's ASR
     assert (cut["user"], cut["calling"], cut["dialed"]) == (ACCOUNT, CALLER, DIALLED), cut
     assert cut["cost"] == cut["duration"] * RATE, cut
     account = product.cli_json("account", "show", ACCOUNT)
     assert account["reserved"] == 0, account
     assert account["balance"] == DEMO_CREDIT - 8 * RATE - cut["cost"], account
-    assert time.monotonic() - test_started < 60

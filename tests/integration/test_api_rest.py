@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from api.app import create_app
-from ocs import apikeys, ledger
+from ocs import accounts, apikeys, ledger
 from ocs.config import Settings
 from ocs.events import EventBus
 from ocs.models import Account, CallerId, CreditSession, DidMapping, LedgerEntry, Setting, Tariff
@@ -76,13 +76,20 @@ async def test_missing_api_key_is_401_json(client: httpx.AsyncClient) -> None:
 
 
 async def test_wrong_or_revoked_key_is_401(client: httpx.AsyncClient) -> None:
+    first_key = client.headers["X-API-Key"]
+    await accounts.create_account("4242", name="listed")
     client.headers["X-API-Key"] = "ocs_deadbeef_not-a-real-key"
     assert (await client.get("/api/v1/accounts")).status_code == 401
     client.headers["X-API-Key"] = "garbage"
     assert (await client.get("/api/v1/accounts")).status_code == 401
+    client.headers["X-API-Key"] = first_key
+    listed = await client.get("/api/v1/accounts")
+    assert listed.status_code == 200
     other = await apikeys.create_key("to revoke")
     client.headers["X-API-Key"] = other.key
-    assert (await client.get("/api/v1/accounts")).status_code == 200
+    r = await client.get("/api/v1/accounts")
+    assert r.status_code == 200 and r.json() == listed.json()  # the same data, not a shell
+    assert r.json()["total"] == len(r.json()["items"]) > 0
     assert await apikeys.revoke_key(other.record.prefix)
     r = await client.get("/api/v1/accounts")
     assert r.status_code == 401 and r.json()["detail"] == "invalid or revoked API key"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -171,6 +172,7 @@ async def test_second_run_reports_first_total(db) -> None:
     assert r4.lines == 2 and r4.first_ledger_id == r4.last_ledger_id == r3.last_ledger_id
 
 
+@pytest.mark.ledger_only  # settles a call below the session layer (no CDR)
 async def test_entries_written_during_a_run_go_to_the_next_run(db) -> None:
     ids = []
     for i in range(12):
@@ -225,19 +227,26 @@ async def test_concurrent_writers_during_runs_nothing_lost_or_doubled(db) -> Non
     """A writer task posts entries continuously while several runs happen."""
     ids = [(await accounts.create_account(f"30{i}")).id for i in range(5)]
     stop = asyncio.Event()
+    written = [0]
 
     async def writer() -> int:
         n = 0
         while not stop.is_set():
             await ledger.credit(ids[n % 5], 1 + n, actor="w")
             n += 1
+            written[0] = n
             await asyncio.sleep(0)
         return n
+
+    async def entries_written(at_least: int) -> None:
+        async with asyncio.timeout(30):
+            while written[0] < at_least:
+                await asyncio.sleep(0.005)
 
     task = asyncio.create_task(writer())
     results = []
     for _ in range(4):
-        await asyncio.sleep(0.02)
+        await entries_written(written[0] + 3)  # the writer is really running beside the runs
         results.append(await billing.run_billing(db))
     stop.set()
     n = await task
@@ -354,7 +363,7 @@ async def test_high_water_mark_waits_for_inflight_postgres_writers(db) -> None:
     """PostgreSQL hands out ids before commit: an entry with a lower id may commit after
     one with a higher id. The mark must not pass an uncommitted id."""
     if ledger.store().dialect != "postgres":
-        pytest.skip("SQLite serialises writers: ids commit in order")
+        pytest.skip("SQLite serialises writers: ids commit in order")  # not-applicable
     import asyncpg
 
     aid = (await accounts.create_account("9901")).id
@@ -374,7 +383,9 @@ async def test_high_water_mark_waits_for_inflight_postgres_writers(db) -> None:
         high = (await ledger.credit(other, 9, actor="t")).entry_id
         assert high > low
         mark = asyncio.create_task(billing.high_water_mark())
-        await asyncio.sleep(0.3)
+        async with asyncio.timeout(30):  # until PostgreSQL shows it queued behind the writer
+            while not await slow_waiter(dsn):
+                await asyncio.sleep(0.02)
         assert not mark.done()  # waiting for the in-flight writer
         await tx.commit()
         assert await asyncio.wait_for(mark, 5) >= high
@@ -384,15 +395,40 @@ async def test_high_water_mark_waits_for_inflight_postgres_writers(db) -> None:
     assert r.lines == 2
 
 
-async def test_scheduler_part_starts_and_stops(db) -> None:
+async def slow_waiter(dsn: str) -> bool:
+    """Is a session of this database waiting on a lock (LOCK TABLE behind the writer)?"""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        return bool(await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock'"))
+    finally:
+        await conn.close()
+
+
+async def test_scheduler_part_starts_and_stops(db, monkeypatch: pytest.MonkeyPatch) -> None:
     from ocs.events import EventBus
     from ocs.runtime import ServeContext
 
+    ticks: list[object] = []
+    real_tick = billing.scheduler_tick
+
+    async def counted_tick(*args: Any, **kw: Any) -> Any:
+        result = await real_tick(*args, **kw)
+        ticks.append(result)
+        return result
+
+    monkeypatch.setattr(billing, "scheduler_tick", counted_tick)
     part = await billing.start_billing_scheduler(ServeContext(settings=db, bus=EventBus()),
                                                  interval=0.01)
     assert part.name == "billing-scheduler"
-    await asyncio.sleep(0.05)  # schedule "none": ticks do nothing
+    async with asyncio.timeout(30):
+        while len(ticks) < 3:  # it really ticks, again and again
+            await asyncio.sleep(0.01)
     await part.stop()
+    assert set(ticks) == {None}  # schedule "none": every tick decided to do nothing
     assert await BillingRun.all().count() == 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ from api.app import create_app
 from ocs import admin_auth, apikeys
 from ocs.events import EventBus
 from ocs.runtime import ServeContext
-from tests.integration.test_billing import GOLDEN_COLON, brochure_history, local
+from tests.integration.test_billing import GOLDEN_COLON, PARIS, brochure_history
 from tests.integration.test_cdr import BROCHURE_CDRS
 
 PASSWORD = "correct horse battery"
@@ -132,16 +133,22 @@ async def test_rest_billing_runs(client, db) -> None:
     assert [run["filename"] for run in r.json()] == ["BILLING_20120403_151812.csv"]
     # The brochure's second statement, through the API's run (time fixed by the fixture's
     # clock is not possible over HTTP: compare everything but the file name).
+    before = datetime.now(PARIS).replace(microsecond=0)
     r = await client.post("/api/v1/billing/runs", headers=h)
+    after = datetime.now(PARIS)
     assert r.status_code == 201, r.text
     run = r.json()
+    # the file is named for the run's start, in the operator's time zone (Paris)
+    named = re.fullmatch(r"BILLING_(\d{8}_\d{6})\.csv", run["filename"])
+    assert named, run["filename"]
+    started = datetime.strptime(named[1], "%Y%m%d_%H%M%S").replace(tzinfo=PARIS)
+    assert before <= started <= after, (before, started, after)
     assert (run["status"], run["accounts"], run["lines"]) == ("done", 2, 6)
     f = await client.get(run["download"], headers=h)
     assert f.status_code == 200 and f.text == GOLDEN_COLON
     assert (await client.get(f"/api/v1/billing/runs/{run['id']}", headers=h)).json() == run
     assert (await client.get("/api/v1/billing/runs/999", headers=h)).status_code == 404
     assert (await client.get("/api/v1/billing/runs/999/file", headers=h)).status_code == 404
-    assert local("20120412_103343")  # keeps the helper import honest
 
 
 async def test_openapi_lists_cdr_and_billing(client, db) -> None:

@@ -164,7 +164,7 @@ async def test_server_sends_dwr_when_idle(server: tuple[DiameterServer, MemoryHa
         while time.monotonic() < deadline and ("DWR", None) not in cl.node.seen:
             await asyncio.sleep(0.2)
         assert ("DWR", None) in cl.node.seen
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(2.5)  # time passes: another Tw without an unanswered DWR
         assert srv.open_peers == ["node.test"]  # the node answered: still open
     finally:
         await in_thread(cl.stop)

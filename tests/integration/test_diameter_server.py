@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -43,6 +43,13 @@ async def server(handler: MemoryHandler) -> AsyncIterator[DiameterServer]:
     await srv.start()
     yield srv
     await srv.stop(grace=0.2)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll a condition with a generous deadline (no fixed sleeps before asserts)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
 
 
 def client(srv: DiameterServer, name: str = "ivr.test", **kw: object) -> GyClient:
@@ -101,10 +108,13 @@ async def test_pipelined_requests_over_one_connection_answer_out_of_order(
         server: DiameterServer, handler: MemoryHandler) -> None:
     order: list[str] = []
     inner = handler.handle
+    slow_arrived = asyncio.Event()
+    release_slow = asyncio.Event()
 
     async def slow_first(req: CCRequest) -> CCAnswer:
         if req.session_id.endswith(";slow"):
-            await asyncio.sleep(0.3)
+            slow_arrived.set()
+            await release_slow.wait()  # held until the others were answered
         order.append(req.session_id)
         return await inner(req)
 
@@ -112,11 +122,12 @@ async def test_pipelined_requests_over_one_connection_answer_out_of_order(
     handler.default_balance = 10**9
     async with client(server) as gy:
         slow = asyncio.create_task(gy.initial("s;slow", "5173", "1"))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(slow_arrived.wait(), 5)
         fast = [gy.initial(f"s;{i}", "5173", "1") for i in range(200)]
         answers = await asyncio.gather(*fast)
         assert not slow.done()  # later requests were answered first
         assert all(a.result_code == 2001 for a in answers)
+        release_slow.set()
         assert (await slow).result_code == 2001
     assert order[-1] == "s;slow"
 
@@ -149,7 +160,7 @@ async def test_rar_and_asr_reach_the_client_callbacks(server: DiameterServer) ->
         await gy.initial(sid, "5173", "1")
         assert await server.send_rar(sid) == 2001
         assert await server.send_asr(sid) == 2001
-        await asyncio.sleep(0.01)
+        await until(lambda: len(seen) == 2)
         assert seen == [("RAR", sid), ("ASR", sid)]
         await gy.terminate(sid, 1)
         with pytest.raises(UnknownSession):
@@ -162,7 +173,7 @@ async def test_rar_to_a_vanished_peer_raises_peer_gone(server: DiameterServer) -
     sid = gy.new_session_id()
     await gy.initial(sid, "5173", "1")
     await gy.close()
-    await asyncio.sleep(0.05)
+    await until(lambda: server.open_peers == [])
     with pytest.raises(PeerGone):
         await server.send_asr(sid)
 
@@ -195,8 +206,7 @@ async def test_dpr_from_client_is_answered_and_closes(server: DiameterServer) ->
     await gy.connect()
     assert server.open_peers == ["ivr.test"]
     await gy.close()
-    await asyncio.sleep(0.05)
-    assert server.open_peers == []
+    await until(lambda: server.open_peers == [])
 
 
 async def test_server_stop_sends_dpr(handler: MemoryHandler) -> None:
@@ -206,8 +216,7 @@ async def test_server_stop_sends_dpr(handler: MemoryHandler) -> None:
     gy = client(srv)
     await gy.connect()
     await srv.stop(grace=1.0)
-    await asyncio.sleep(0.05)
-    assert not gy.is_open
+    await until(lambda: not gy.is_open)  # the DPR closed it
     with pytest.raises(PeerGone):
         await gy.initial(gy.new_session_id(), "5173", "1")
 
@@ -218,7 +227,7 @@ async def test_watchdog_both_ways_with_short_tw(handler: MemoryHandler) -> None:
     await srv.start()
     try:
         async with client(srv, tw=0.5) as gy:
-            await asyncio.sleep(1.5)  # several DWR/DWA rounds, no CCR traffic
+            await asyncio.sleep(1.5)  # time passes: several DWR/DWA rounds, no CCR traffic
             assert gy.is_open and srv.open_peers == ["ivr.test"]
             a = await gy.initial(gy.new_session_id(), "5173", "1")
             assert a.result_code == 2001
@@ -336,7 +345,7 @@ async def test_client_auto_reconnects_after_server_restart(handler: MemoryHandle
     await gy.connect()
     assert (await gy.event("5173")).result_code == 2001
     await srv.stop(grace=0.5)
-    await asyncio.sleep(0.05)
+    await until(lambda: not gy.is_open)
     with pytest.raises(PeerGone):  # nobody listening
         await gy.event("5173")
     srv2 = DiameterServer(handler, host="127.0.0.1", port=port, origin_host="ocs.test",
@@ -350,14 +359,41 @@ async def test_client_auto_reconnects_after_server_restart(handler: MemoryHandle
 
 
 async def test_backpressure_when_the_handler_is_slow(handler: MemoryHandler) -> None:
+    """With the handler slower than the client, the server stops reading once
+    `max_inflight` CCRs of the connection are in the handler; it reads on when half are
+    done. Requests written one at a time (one per read) show the bound exactly."""
     handler.default_balance = 10**9
-    handler.delay = 0.05
+    inner = handler.handle
+    inflight, peak = 0, 0
+    gate = asyncio.Event()
+
+    async def slow(req: CCRequest) -> CCAnswer:
+        nonlocal inflight, peak
+        inflight += 1
+        peak = max(peak, inflight)
+        try:
+            await gate.wait()
+            return await inner(req)
+        finally:
+            inflight -= 1
+
+    handler.handle = slow  # type: ignore[method-assign,assignment]
     srv = DiameterServer(handler, host="127.0.0.1", port=0, origin_host="ocs.test",
                          realm="test", max_inflight=8)
     await srv.start()
     try:
         async with GyClient("127.0.0.1", srv.bound_port, "ivr.test", "test") as gy:
-            answers = await asyncio.gather(*(gy.event(str(i)) for i in range(100)))
+            calls = []
+            for i in range(40):  # one CCR per write, each read by the server on its own
+                calls.append(asyncio.create_task(gy.event(str(i))))
+                await asyncio.sleep(0.002)  # paces the writes (no assert depends on time)
+            await until(lambda: inflight == 8)
+            for _ in range(50):  # the server stopped reading: nothing more arrives
+                await asyncio.sleep(0.002)
+                assert inflight == 8
+            gate.set()
+            answers = await asyncio.gather(*calls)
             assert {a.result_code for a in answers} == {2001}
+            assert peak == 8
     finally:
         await srv.stop(grace=0.2)

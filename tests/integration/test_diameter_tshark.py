@@ -8,7 +8,6 @@ no error and no warning.
 
 from __future__ import annotations
 
-import os
 import shutil
 import struct
 import subprocess
@@ -39,6 +38,7 @@ from ocs.diameter.peer import (
     ServerPeer,
     ServerRequest,
 )
+from tests.conftest import unavailable
 
 pytestmark = pytest.mark.tshark
 
@@ -48,9 +48,7 @@ TSHARK = shutil.which("tshark")
 @pytest.fixture(autouse=True)
 def _need_tshark() -> None:
     if TSHARK is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("tshark is required in CI")
-        pytest.skip("tshark not installed")
+        unavailable("tshark")
 
 
 # ---- a tiny pcap writer ---------------------------------------------------------------

@@ -43,11 +43,12 @@ async def test_unknown_account(db) -> None:
         await ledger.balance(999)
 
 
+@pytest.mark.ledger_only  # reserves and settles below the session layer
 @pytest.mark.parametrize("strategy", list(ledger.Strategy))
 async def test_reserve_partial_and_settle(db, strategy) -> None:
     store = ledger.store()
     if strategy is ledger.Strategy.LOCK and store.dialect == "sqlite":
-        pytest.skip("FOR UPDATE is PostgreSQL only")
+        pytest.skip("FOR UPDATE is PostgreSQL only")  # not-applicable
     aid = await _account(credit=1000)
     got = await store.run(ledger.reserve(aid, 700, 1, strategy))
     assert got is not None and got.taken == 700 and got.available_after == 300
@@ -66,6 +67,7 @@ async def test_reserve_partial_and_settle(db, strategy) -> None:
     assert await ledger.invariant_violations(aid) == []
 
 
+@pytest.mark.ledger_only  # reserves and settles below the session layer
 async def test_negative_adjust_cannot_touch_reserved(db) -> None:
     store = ledger.store()
     aid = await _account(credit=1000)
@@ -77,6 +79,7 @@ async def test_negative_adjust_cannot_touch_reserved(db) -> None:
     assert (bal.balance, bal.reserved, bal.available) == (800, 800, 0)
 
 
+@pytest.mark.ledger_only  # reserves and settles below the session layer
 async def test_batch_isolates_failing_op(db) -> None:
     store = ledger.store()
     aid = await _account(credit=100)
@@ -97,6 +100,7 @@ async def test_batch_isolates_failing_op(db) -> None:
     assert await ledger.invariant_violations(aid) == []
 
 
+@pytest.mark.ledger_only  # reserves and settles below the session layer
 async def test_concurrent_reservations_never_overcommit(db) -> None:
     store = ledger.store()
     aid = await _account(credit=10_000)

@@ -21,10 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.postgres
+@pytest.mark.ledger_only  # worker processes settle below the session layer
 @pytest.mark.parametrize("strategy", ["conditional", "lock"])
 async def test_two_processes_fifty_sessions_one_account(db, strategy: str) -> None:
     if not use_postgres():
-        pytest.skip("runs on PostgreSQL (OCS_TEST_DB=postgres)")
+        pytest.skip("runs on PostgreSQL (OCS_TEST_DB=postgres)")  # not-applicable
     url = db.database_url
     acc = await accounts.create_account("7000")
     initial = 100_000  # runs out part-way: refusals and partial reservations happen

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import uuid
 from typing import Any
 
 import aiomqtt
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.mqtt
 
 async def test_call_events_reach_mqtt(db, mqtt_broker: tuple[str, int]) -> None:
     host, port = mqtt_broker
-    prefix = f"ocs-call-{db.data_dir.parent.name}"
+    prefix = f"ocs-call-{uuid.uuid4().hex}"  # unique per run: runs may share the broker
     settings = dataclasses.replace(db, mqtt_url=f"mqtt://{host}:{port}/{prefix}?qos=1")
     await load_demo()
     bus = EventBus()

@@ -252,11 +252,50 @@ def test_normalise_number_rejects_non_string() -> None:
         normalise_number(33141587070)  # type: ignore[arg-type]
 
 
-number_text = st.text(alphabet='0123456789+ -.()/#*;@:abcsiptel<>"', max_size=40)
+@st.composite
+def dialled(draw: st.DrawFn) -> tuple[str, str]:
+    """A number written the ways switches and people write it, and the digits it stands
+    for. Drawn valid by construction (no rejected examples): national (leading 0 kept) or
+    international (+ or 00, country code not starting with 0), visual separators between
+    digits, optionally as a tel:/sip: URI with host and parameters, in a name-addr."""
+    first = draw(st.sampled_from("0123456789"))
+    rest = draw(st.text("0123456789", max_size=30))
+    if draw(st.booleans()):
+        digits = ("1" if first == "0" else first) + rest
+        intl = draw(st.sampled_from(["+", "00"]))
+    else:
+        digits = first + rest
+        intl = ""
+        if digits.startswith("00") or (digits.startswith("0") and len(digits) == 1):
+            digits = "1" + digits[1:]  # "00..." would read as an international prefix
+    text = ""
+    for d in digits:
+        text += d + draw(st.sampled_from(["", "", "", " ", "-", ".", "/", "(", ")"]))
+    text = intl + text
+    form = draw(st.sampled_from(["bare", "tel", "sip", "name-addr"]))
+    if form == "tel":
+        text = f"{draw(st.sampled_from(['tel:', 'TEL:']))}{text.replace(' ', '')}"
+    elif form in ("sip", "name-addr"):
+        host = draw(st.sampled_from(["ims.example", "10.0.0.1:5060", "h"]))
+        params = draw(st.sampled_from(["", ";user=phone", "?subject=x"]))
+        text = f"{draw(st.sampled_from(['sip:', 'sips:', 'SIP:']))}{text.replace(' ', '')}" \
+            f"@{host}{params}"
+        if form == "name-addr":
+            text = f'"Alice" <{text}>;tag=1'
+    return draw(st.sampled_from(["", " ", "  "])) + text, digits
 
 
-@given(number_text)
-def test_normalise_number_is_idempotent(raw: str) -> None:
+@given(dialled())
+def test_normalise_number_reads_every_written_form(case: tuple[str, str]) -> None:
+    raw, digits = case
+    once = normalise_number(raw)
+    assert once == digits
+    assert normalise_number(once) == once  # idempotent
+
+
+@given(st.text(alphabet='0123456789+ -.()/#*;@:abcsiptel<>"', max_size=40))
+def test_normalise_number_gives_digits_or_a_rating_error(raw: str) -> None:
+    """Arbitrary text: plain digits out, or RatingError (never another exception)."""
     try:
         once = normalise_number(raw)
     except RatingError:
@@ -265,7 +304,7 @@ def test_normalise_number_is_idempotent(raw: str) -> None:
     assert normalise_number(once) == once
 
 
-@given(st.from_regex(r"[1-9][0-9]{0,13}", fullmatch=True))
+@given(st.builds(str.__add__, st.sampled_from("123456789"), st.text("0123456789", max_size=13)))
 def test_international_forms_agree(digits: str) -> None:
     forms = [f"+{digits}", f"00{digits}", f"tel:+{digits}", f"sip:+{digits}@h;user=phone"]
     assert {normalise_number(f) for f in forms} == {digits}

@@ -1,4 +1,9 @@
-"""The operator UI in real headless Chromium: the brochure's screens, end to end.
+"""The operator UI in real headless Chromium, with the web part alone and a stand-in OCS.
+
+Not end to end: no charging engine runs. Live calls are session rows written by the test,
+credit moves through `ocs.ledger.adjust`, and a cut is recorded by `RecordingControl`
+instead of becoming an ASR. (The same screens against the real server, with a real call
+through the OCS and a real cut, are in tests/e2e/test_web_live_call.py.)
 
 Log in (first run sets the password), create a user with PIN and caller ID, add credit,
 map a DID, add tariffs, watch a live call appear on Supervision and disappear, cut a call.
