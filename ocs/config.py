@@ -34,6 +34,8 @@ class Settings:
     sip_port: int = 5060
     mqtt_url: str | None = None
     tcc_grace: float = 10.0  # seconds past Validity-Time before a silent session is closed
+    sip_max_dialogs: int = 200  # IVR: concurrent calls; more INVITEs get 503 + Retry-After
+    sip_max_cps: float = 20.0  # IVR: new calls per second (token bucket)
 
     @property
     def is_sqlite(self) -> bool:
@@ -59,6 +61,8 @@ _ENV: dict[str, str] = {
     "OCS_SIP_PORT": "sip_port",
     "OCS_MQTT_URL": "mqtt_url",
     "OCS_TCC_GRACE": "tcc_grace",
+    "OCS_SIP_MAX_DIALOGS": "sip_max_dialogs",
+    "OCS_SIP_MAX_CPS": "sip_max_cps",
 }
 
 _INT_FIELDS = {"web_port", "diameter_port", "sip_port"}
@@ -123,6 +127,14 @@ def load_settings(
             values["tcc_grace"] = float(values["tcc_grace"])
         except ValueError:
             raise ConfigError(f"tcc_grace must be a number, got {values['tcc_grace']!r}") from None
+    for name, kind in (("sip_max_dialogs", int), ("sip_max_cps", float)):
+        if name in values:
+            try:
+                values[name] = kind(values[name])
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, got {values[name]!r}") from None
+            if values[name] <= 0:
+                raise ConfigError(f"{name} must be positive, got {values[name]!r}")
     host = str(values.get("diameter_host", "127.0.0.1"))
     if "diameter_peers" in values:
         values["diameter_peers"] = _parse_peers(values["diameter_peers"])
