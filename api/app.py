@@ -36,6 +36,7 @@ ROUTE_MODULES: list[str] = [
     "api.routes_supervision",
     "api.routes_api",
     "api.routes_cdr",
+    "api.routes_ivr",
 ]
 
 STOPPING_KEY = "ocs_stopping"
