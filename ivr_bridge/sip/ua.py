@@ -86,6 +86,18 @@ def _parse_info_digit(msg: SipMessage) -> str | None:
     return None
 
 
+def _quoted_call_id(data: bytes) -> tuple[str, str]:
+    """(Call-ID, request method) from the possibly truncated start of a datagram we sent."""
+    head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    lines = head.split("\r\n")
+    method = lines[0].split(" ", 1)[0] if lines and not lines[0].startswith("SIP/") else ""
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon and name.strip().lower() in ("call-id", "i") and value.strip():
+            return value.strip(), method
+    return "", method
+
+
 class _Retransmitter:
     """Re-sends a datagram with RFC 3261 back-off until stopped or `limit` seconds."""
 
@@ -549,16 +561,16 @@ class SipUserAgent(asyncio.DatagramProtocol):
             self._transport_error(data, addr, exc)
 
     def _transport_error(self, data: bytes, addr: Addr, exc: Exception) -> None:
-        try:
-            msg = parse(data)
-            call_id = msg.call_id
-        except SipParseError:
+        # The ICMP error quotes only the start of our datagram (about 500 bytes): enough for
+        # the request line and our headers, not for a full parse of an INVITE with SDP.
+        call_id, method = _quoted_call_id(data)
+        if not call_id:
             return
         log.info("SIP to %s:%s failed: %s (call %s)", addr[0], addr[1], exc, call_id)
         for key in [k for k in self._pending if k[0] == call_id]:
             self._pending.pop(key).stop()
         call = self.outbound.get(call_id)
-        if call is not None and msg.is_request and msg.method == "INVITE":
+        if call is not None and method == "INVITE":
             call.transport_failed(type(exc).__name__)
 
     def close(self) -> None:
