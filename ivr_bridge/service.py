@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -465,8 +466,8 @@ class IvrBridge:
         lockout: Lockout | None = None,
         log_sink: LogSink | None = None,
         prompts: PromptLibrary | None = None,
-        max_dialogs: int = 200,
-        max_cps: float = 20.0,
+        max_dialogs: int = 100,
+        max_cps: float = 10.0,
     ) -> None:
         self.sip_host = sip_host
         self.sip_port = sip_port
@@ -480,7 +481,9 @@ class IvrBridge:
         self._setting_up = 0
         self.calls: dict[str, CallController] = {}
         self._ua: SipUserAgent | None = None
-        self.jitter_samples: list[float] = []  # |interval - 20 ms| of finished calls
+        # |interval - 20 ms| of the latest finished calls (bounded: a flood of calls must
+        # not grow memory for good)
+        self.jitter_samples: deque[float] = deque(maxlen=50_000)
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -529,7 +532,7 @@ class IvrBridge:
         return sdp.build(self.sip_host, leg.local_port, codec, dtmf)
 
     def record_stats(self, leg: RtpLeg) -> None:
-        self.jitter_samples += [abs(i - 0.020) for i in leg.stats.intervals][-50_000:]
+        self.jitter_samples.extend(abs(i - 0.020) for i in leg.stats.intervals)
 
     def _on_invite(self, inbound: InboundCall) -> None:
         self._setting_up += 1  # counts against the concurrency limit from now on

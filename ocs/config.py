@@ -34,8 +34,8 @@ class Settings:
     sip_port: int = 5060
     mqtt_url: str | None = None
     tcc_grace: float = 10.0  # seconds past Validity-Time before a silent session is closed
-    sip_max_dialogs: int = 200  # IVR: concurrent calls; more INVITEs get 503 + Retry-After
-    sip_max_cps: float = 20.0  # IVR: new calls per second (token bucket)
+    sip_max_dialogs: int = 100  # IVR: concurrent calls; more INVITEs get 503 + Retry-After
+    sip_max_cps: float = 10.0  # IVR: new calls per second (token bucket)
 
     @property
     def is_sqlite(self) -> bool:

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz
 FRAME_SECONDS = 0.020
 SILENCE_FRAME = bytes([rtp.ULAW_SILENCE]) * FRAME_SAMPLES
+# Timing samples kept per leg: 10 minutes of played frames. Bounded because every live call
+# holds its legs' samples (a flood of calls must not cost memory without limit).
+MAX_STATS = 30_000
 
 
 @dataclass(slots=True)
@@ -232,7 +235,7 @@ class RtpLeg(asyncio.DatagramProtocol):
     def _record(self, lateness: float, interval: float | None) -> None:
         stats = self.stats
         stats.frames += 1
-        if len(stats.lateness) < 100_000:
+        if len(stats.lateness) < MAX_STATS:
             stats.lateness.append(lateness)
             if interval is not None:
                 stats.intervals.append(interval)

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 @dataclass(slots=True)
 class Admission:
     clock: Callable[[], float]
-    max_dialogs: int = 200
-    per_second: float = 20.0
+    max_dialogs: int = 100
+    per_second: float = 10.0
     burst: int = 0  # 0: one second's worth
     busy_retry_after: int = 5
     _tokens: float = field(init=False, default=0.0)

@@ -56,6 +56,7 @@ T2 = 4.0
 TIMER_B = 32.0  # 64 * T1
 IP_RECVERR = getattr(socket, "IP_RECVERR", 11)  # Linux; the constant is missing in Python
 REJECTED_CACHE = 4096  # stateless 503s remembered for INVITE retransmissions
+RECEIVE_BUFFER = 1 << 20
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 USER_AGENT = "open-prepaid-ivr/0.1"
 
@@ -529,6 +530,11 @@ class SipUserAgent(asyncio.DatagramProtocol):
             if family == socket.AF_INET:
                 # ICMP errors for datagrams we send come back on the error queue.
                 sock.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
+            # Room for a burst while the loop is busy (the kernel caps it at rmem_max): a
+            # flood is refused by admission control rather than dropped with everyone's
+            # retransmissions and OPTIONS probes.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
             sock.bind((host, port))
             sock.setblocking(False)
             _, protocol = await loop.create_datagram_endpoint(
