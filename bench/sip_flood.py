@@ -5,12 +5,15 @@ Spawns `ocs serve --only ocs --only ivr` (SQLite, demo data), keeps a light Gy l
 
 * idle: CCR latency with no SIP traffic;
 * flood: the same load while INVITEs to the access number arrive at `--rate` per second for
-  `--flood-seconds` (fresh Call-IDs, with SDP), OPTIONS probed every 100 ms;
+  `--flood-seconds` (fresh Call-IDs, with SDP), OPTIONS probed every 100 ms; the flooder is
+  its own process, so its work does not delay the Gy load generator's event loop;
 * after: RSS of the server once the flood has drained.
 
-Each scenario runs twice: with the bridge's admission limits (`OCS_SIP_MAX_CPS`,
-`OCS_SIP_MAX_DIALOGS`, defaults 10/s and 100) and, with `--unlimited`, with limits so high
-they never apply (the behaviour before the limits: every INVITE becomes a call).
+The scenario runs with the bridge's admission limits (`OCS_SIP_MAX_CPS`,
+`OCS_SIP_MAX_DIALOGS`, defaults 10/s and 100); with `--reject-all`, also with one dialog
+allowed (the cost of refusing alone, without the calls the defaults admit); with
+`--unlimited`, also with limits so high they never apply (the behaviour before the limits:
+every INVITE becomes a call).
 
     python bench/sip_flood.py --out bench/results/sip_flood.json
     python bench/sip_flood.py --unlimited --unlimited-flood-seconds 3 --out ...
@@ -157,13 +160,17 @@ async def scenario(diameter: int, sip: int, pid: int, args: argparse.Namespace,
     out: dict[str, object] = {"rss_start_mb": rss_mb(pid)}
     out["idle"] = await run_load("127.0.0.1", diameter, duration=args.idle_seconds, **load)
     drops = udp_receive_errors()
-    flood_task = asyncio.create_task(flood(sip, args.rate, flood_seconds))
-    await asyncio.sleep(0.2)
+    flooder = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--flood-only", str(sip), "--rate", str(args.rate),
+        "--flood-seconds", str(flood_seconds), stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    await asyncio.sleep(0.5)
     out["during_flood"] = await run_load(
-        "127.0.0.1", diameter, duration=max(1.0, flood_seconds - 0.7), **load
+        "127.0.0.1", diameter, duration=max(1.0, flood_seconds - 1.0), **load
     )
     out["rss_peak_mb"] = rss_mb(pid)
-    out["flood"] = await flood_task
+    stdout, _ = await flooder.communicate()
+    out["flood"] = json.loads(stdout)
     out["flood"]["udp_rcvbuf_drops_system_wide"] = udp_receive_errors() - drops  # type: ignore[index]
     deadline = time.monotonic() + args.drain_seconds
     while time.monotonic() < deadline:
@@ -197,18 +204,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle-seconds", type=float, default=5.0)
     ap.add_argument("--drain-seconds", type=float, default=45.0,
                     help="long enough for admitted flood calls to end (no ACK: 32 s)")
+    ap.add_argument("--reject-all", action="store_true",
+                    help="also run with a single dialog allowed (refusal cost alone)")
     ap.add_argument("--unlimited", action="store_true",
                     help="also run with limits that never apply (before the fix)")
     ap.add_argument("--unlimited-flood-seconds", type=float, default=3.0,
                     help="shorter: every INVITE becomes a call, on a shared machine")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--flood-only", type=int, metavar="SIP_PORT", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.flood_only:  # the flooder process
+        print(json.dumps(asyncio.run(flood(args.flood_only, args.rate, args.flood_seconds))))
+        return 0
     results = {
         "bench": "sip_flood",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "limited": run({}, args, args.flood_seconds),
     }
+    if args.reject_all:
+        results["reject_all"] = run({"OCS_SIP_MAX_DIALOGS": "1"}, args, args.flood_seconds)
     if args.unlimited:
         results["unlimited"] = run(
             {"OCS_SIP_MAX_CPS": "1000000", "OCS_SIP_MAX_DIALOGS": "1000000"}, args,

@@ -512,6 +512,7 @@ P_ANOTHER_CALL = "another_call"
 P_GOODBYE = "goodbye"
 P_SERVICE_ERROR = "service_unavailable"
 # Voucher recharge by phone (menu wired once the voucher redemption rule is merged).
+P_VOUCHER_MENU = "voucher_menu"  # "to top up with a voucher, press star then two"
 P_VOUCHER_ENTER = "voucher_enter"
 P_VOUCHER_INVALID = "voucher_invalid"
 P_VOUCHER_USED = "voucher_used"
@@ -547,6 +548,7 @@ ALL_PROMPTS = (
     P_ANOTHER_CALL,
     P_GOODBYE,
     P_SERVICE_ERROR,
+    P_VOUCHER_MENU,
     P_VOUCHER_ENTER,
     P_VOUCHER_INVALID,
     P_VOUCHER_USED,

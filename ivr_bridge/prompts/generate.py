@@ -51,6 +51,7 @@ SENTENCES: dict[str, dict[str, str]] = {
             "Pour passer un autre appel, composez le numéro suivi de la touche dièse. "
             "Pour rappeler le dernier numéro, tapez étoile puis dièse."
         ),
+        dialog.P_VOUCHER_MENU: "Pour recharger votre compte avec un code, tapez étoile puis deux.",
         dialog.P_VOUCHER_ENTER: "Composez votre code de recharge, suivi de la touche dièse.",
         dialog.P_VOUCHER_INVALID: "Ce code de recharge n'est pas valide.",
         dialog.P_VOUCHER_USED: "Ce code de recharge a déjà été utilisé.",
@@ -85,6 +86,7 @@ SENTENCES: dict[str, dict[str, str]] = {
             "To make another call, dial the number followed by the hash key. "
             "To call the last number again, press star then hash."
         ),
+        dialog.P_VOUCHER_MENU: "To top up with a voucher, press star then two.",
         dialog.P_VOUCHER_ENTER: "Please enter your voucher code, followed by the hash key.",
         dialog.P_VOUCHER_INVALID: "This voucher code is not valid.",
         dialog.P_VOUCHER_USED: "This voucher has already been used.",
