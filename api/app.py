@@ -38,6 +38,7 @@ ROUTE_MODULES: list[str] = [
     "api.routes_cdr",
     "api.routes_ops",
     "api.routes_ops_pages",
+    "api.routes_ivr",
 ]
 
 STOPPING_KEY = "ocs_stopping"

@@ -24,7 +24,8 @@ from ocs.settings_store import (
 
 PAGE_SIZE = 50
 STATEMENT_LIMIT = 200
-BOOL_SETTINGS = ("default_calling_forced", "service_log")
+BOOL_SETTINGS = ("default_calling_forced", "service_log", "ivr_one_step_access",
+                 "ivr_caller_pin_required", "ivr_language_menu", "ivr_another_call")
 
 # --- Config ---------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from ivr_bridge.dialog import (
     DestinationChecked,
     DestinationStatus,
     SubscriberKind,
+    TerminationCause,
 )
 from ocs.credit_control import (
     CCAnswer,
@@ -49,6 +50,8 @@ class Directory(Protocol):
 
     async def account_by_caller(self, number: str) -> AccountInfo | None: ...
 
+    async def account_by_id(self, account_id: int) -> AccountInfo | None: ...
+
     async def did_target(self, account_id: int, did: str) -> str | None: ...
 
     async def check_destination(
@@ -63,7 +66,9 @@ class ChargingSession(Protocol):
 
     async def update(self, used: int) -> ChargingAnswered: ...
 
-    async def stop(self, used: int) -> ChargingAnswered: ...
+    async def stop(
+        self, used: int, cause: TerminationCause = TerminationCause.LOGOUT
+    ) -> ChargingAnswered: ...
 
 
 class Charging(Protocol):
@@ -75,6 +80,28 @@ class Charging(Protocol):
         destination: str,
         call_id: str,
     ) -> ChargingSession: ...
+
+
+class Lockout(Protocol):
+    """Failed PIN / voucher attempts, counted where every process sees them."""
+
+    async def is_locked(self, caller: str) -> bool: ...
+
+    async def record_failure(self, caller: str, kind: str) -> bool: ...
+
+
+class DbLockout:
+    """`Lockout` in the OCS database, with the operator's limits (`ivr_bridge.lockout_store`)."""
+
+    async def is_locked(self, caller: str) -> bool:
+        from ivr_bridge import lockout_store
+
+        return (await lockout_store.status(caller)).locked
+
+    async def record_failure(self, caller: str, kind: str) -> bool:
+        from ivr_bridge import lockout_store
+
+        return (await lockout_store.record_failure(caller, kind)).locked
 
 
 class CreditControlClient(Protocol):
@@ -136,26 +163,22 @@ class OcsDirectory:
     """Reads accounts, DIDs, operator settings and tariffs from the OCS database."""
 
     async def _info(self, account: object) -> AccountInfo:
-        from ocs import money, rating, settings_store, tariffs
+        from ocs import money, settings_store
+        from ocs.models import Cdr
 
         settings = await settings_store.load_operator_settings()
         available = max(0, int(account.balance) - int(account.reserved))  # type: ignore[attr-defined]
-        minutes: int | None = None
-        try:
-            table = await tariffs.load_table()
-            default = table.default
-            if default is not None and not default.barred:
-                seconds = rating.affordable(default, available, datetime.now(UTC), settings.tz)
-                minutes = None if seconds is None else seconds // 60
-        except Exception:  # rating problems must not stop the announcement
-            log.exception("cannot compute minutes for the credit announcement")
+        account_id = int(account.id)  # type: ignore[attr-defined]
+        # Last number this account called (redial key): its newest CDR.
+        last = await Cdr.filter(account_id=account_id).order_by("-id").first()
         return AccountInfo(
-            id=int(account.id),  # type: ignore[attr-defined]
+            id=account_id,
             number=str(account.number),  # type: ignore[attr-defined]
             language=str(account.language or settings.default_language),  # type: ignore[attr-defined]
             available_units=available,
             credit_money=money.units_to_money(available, settings.unit_price),
-            credit_minutes=minutes,
+            pin_required=bool(account.ivr_pin_required),  # type: ignore[attr-defined]
+            last_dialed=last.dialed if last is not None else "",
         )
 
     async def account_by_pin(self, pin: str) -> AccountInfo | None:
@@ -168,6 +191,12 @@ class OcsDirectory:
         from ocs import accounts
 
         account = await accounts.find_by_caller_id(number)
+        return None if account is None else await self._info(account)
+
+    async def account_by_id(self, account_id: int) -> AccountInfo | None:
+        from ocs.models import Account
+
+        account = await Account.get_or_none(id=account_id)
         return None if account is None else await self._info(account)
 
     async def did_target(self, account_id: int, did: str) -> str | None:
@@ -243,7 +272,13 @@ class CreditControlSession:
         self.connect_delay: int | None = None
         self.requests: list[CCRequest] = []  # kept for inspection (tests, logs)
 
-    def _request(self, rtype: RequestType, used: int | None, requested: bool) -> CCRequest:
+    def _request(
+        self,
+        rtype: RequestType,
+        used: int | None,
+        requested: bool,
+        cause: TerminationCause = TerminationCause.LOGOUT,
+    ) -> CCRequest:
         usage = (UsedUnits(cc_time=used),) if used is not None else ()
         req = CCRequest(
             session_id=self.session_id,
@@ -258,7 +293,7 @@ class CreditControlSession:
             event_timestamp=datetime.now(UTC),
             user_name=self.subscription.data,
             service_context_id=SERVICE_CONTEXT,
-            termination_cause=1 if rtype is RequestType.TERMINATE else None,
+            termination_cause=int(cause) if rtype is RequestType.TERMINATE else None,
             call_id=self.call_id,
             connect_delay=self.connect_delay,
         )
@@ -281,8 +316,12 @@ class CreditControlSession:
     async def update(self, used: int) -> ChargingAnswered:
         return await self._send(self._request(RequestType.UPDATE, used, True))
 
-    async def stop(self, used: int) -> ChargingAnswered:
-        return await self._send(self._request(RequestType.TERMINATE, used, False))
+    async def stop(
+        self, used: int, cause: TerminationCause = TerminationCause.LOGOUT
+    ) -> ChargingAnswered:
+        """CCR-T; `cause` is the RFC 6733 Termination-Cause (6 AUTH_EXPIRED for a credit
+        cut, 4 ADMINISTRATIVE after an ASR, 1 LOGOUT for a normal hang-up)."""
+        return await self._send(self._request(RequestType.TERMINATE, used, False, cause))
 
 
 class CreditControlCharging:

@@ -1,83 +1,62 @@
-"""PIN brute-force protection: per caller ID, count failed PIN entries, lock out for a while.
+"""PIN (and voucher) brute-force limits: the rule, pure. The counts come from the database
+(`ocs.ivr_lockout`), so a lockout survives a restart and is shared by every process.
 
-Pure: the clock is injected (a callable returning seconds, e.g. ``time.monotonic``), so tests
-drive time by hand. One tracker is shared by every call of the bridge.
+Two limits, both operator settings:
+
+* **per caller ID**: `max_failures` failed attempts within `window` seconds lock that caller
+  ID out for `duration` seconds (an anonymous caller shares one bucket: withholding the
+  number must not help);
+* **global**: more than `global_per_minute` failed attempts in the last 60 s, from any
+  caller IDs, refuse every new attempt until the minute has passed. Spoofing many caller IDs
+  therefore buys an attacker nothing: the guess rate stays capped.
+
+A correct PIN does not clear the failures (an attacker holding one valid PIN could otherwise
+reset its own counter between guesses); they age out of the window, or an operator unlocks.
+A registered caller ID whose account does not ask for a PIN is recognised without one, so a
+spoofer locking that number out does not stop its owner from calling.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import enum
+from dataclasses import dataclass
+
+ANONYMOUS = "<anonymous>"
+GLOBAL_WINDOW = 60.0
 
 
-@dataclass(slots=True)
-class _Record:
-    failures: list[float] = field(default_factory=list)
-    locked_until: float = 0.0
+def caller_key(caller: str) -> str:
+    return caller.strip() or ANONYMOUS
 
 
-class LockoutTracker:
-    """`max_failures` failed PINs within `window` seconds lock the caller for `duration`."""
+class LockReason(enum.Enum):
+    CALLER = "caller"
+    GLOBAL = "global"
 
-    def __init__(
-        self,
-        clock: Callable[[], float],
-        *,
-        max_failures: int = 6,
-        window: float = 900.0,
-        duration: float = 900.0,
-    ) -> None:
-        if max_failures < 1:
-            raise ValueError("max_failures must be at least 1")
-        self._clock = clock
-        self.max_failures = max_failures
-        self.window = window
-        self.duration = duration
-        self._records: dict[str, _Record] = {}
 
-    def _key(self, caller: str) -> str:
-        # An anonymous caller shares one bucket: withholding the number must not help.
-        return caller.strip() or "<anonymous>"
+@dataclass(frozen=True, slots=True)
+class LockoutPolicy:
+    max_failures: int = 6
+    window: float = 900.0
+    duration: float = 900.0
+    global_per_minute: int = 30
 
-    def is_locked(self, caller: str) -> bool:
-        record = self._records.get(self._key(caller))
-        return record is not None and self._clock() < record.locked_until
+    def __post_init__(self) -> None:
+        if self.max_failures < 1 or self.global_per_minute < 1:
+            raise ValueError("lockout limits must be at least 1")
+        if self.window <= 0 or self.duration <= 0:
+            raise ValueError("lockout window and duration must be positive")
 
-    def remaining(self, caller: str) -> float:
-        """Seconds left on the lockout (0 when not locked)."""
-        record = self._records.get(self._key(caller))
-        if record is None:
-            return 0.0
-        return max(0.0, record.locked_until - self._clock())
+    def caller_locked(self, failures_in_window: int) -> bool:
+        """Does this count of recent failures (this one included) lock the caller ID?"""
+        return failures_in_window >= self.max_failures
 
-    def record_failure(self, caller: str) -> bool:
-        """Count one failed PIN; returns True when this failure locks the caller out."""
-        now = self._clock()
-        key = self._key(caller)
-        record = self._records.setdefault(key, _Record())
-        record.failures = [t for t in record.failures if now - t < self.window]
-        record.failures.append(now)
-        if len(record.failures) >= self.max_failures:
-            record.locked_until = now + self.duration
-            record.failures.clear()
-            return True
-        return False
+    def global_locked(self, failures_last_minute: int) -> bool:
+        return failures_last_minute >= self.global_per_minute
 
-    def record_success(self, caller: str) -> None:
-        """A correct PIN clears the failure count (an active lockout stays)."""
-        record = self._records.get(self._key(caller))
-        if record is not None:
-            record.failures.clear()
-            if self._clock() >= record.locked_until:
-                del self._records[self._key(caller)]
-
-    def prune(self) -> None:
-        """Forget callers with no recent failure and no active lockout (bounded memory)."""
-        now = self._clock()
-        for key in list(self._records):
-            record = self._records[key]
-            recent = [t for t in record.failures if now - t < self.window]
-            if not recent and now >= record.locked_until:
-                del self._records[key]
-            else:
-                record.failures = recent
+    def decide(self, caller_failures: int, global_failures: int) -> LockReason | None:
+        if self.caller_locked(caller_failures):
+            return LockReason.CALLER
+        if self.global_locked(global_failures):
+            return LockReason.GLOBAL
+        return None

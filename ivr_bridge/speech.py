@@ -55,6 +55,7 @@ _CURRENCIES: dict[str, dict[str, tuple[str, str, str, str]]] = {
 # fixed connecting words used in announcements
 _CREDIT_LINK = {"FR": "soit environ", "EN": "that is about"}
 _MINUTE = {"FR": ("minute", "minutes"), "EN": ("minute", "minutes")}
+_SECOND = {"FR": ("seconde", "secondes"), "EN": ("second", "seconds")}
 
 
 class SpeechError(ValueError):
@@ -230,6 +231,23 @@ def say_minutes(minutes: int, language: str) -> tuple[str, ...]:
     return (*say_number(minutes, lang), sing if minutes == 1 else plur)
 
 
+def say_seconds(seconds: int, language: str) -> tuple[str, ...]:
+    lang = _lang(language)
+    sing, plur = _SECOND[lang]
+    if lang == "FR":
+        return (*say_number(seconds, lang, feminine=True), sing if seconds < 2 else plur)
+    return (*say_number(seconds, lang), sing if seconds == 1 else plur)
+
+
+def say_time_left(seconds: int, language: str) -> tuple[str, ...]:
+    """How long a call can last: whole minutes (rounded down, never overstated), or the
+    seconds when it is less than a minute ("13 s affordable" is not "zero minutes")."""
+    seconds = max(0, min(seconds, MAX_NUMBER))
+    if seconds < 60:
+        return say_seconds(seconds, language)
+    return say_minutes(seconds // 60, language)
+
+
 def credit_announcement(
     language: str, money: Decimal, currency: str, minutes: int | None
 ) -> tuple[str, ...]:
@@ -261,5 +279,6 @@ def all_words(language: str) -> list[str]:
         if lang == "FR":
             words.add(_fr_de(table[lang][1]))
     words.update(_MINUTE[lang])
+    words.update(_SECOND[lang])
     words.add(_CREDIT_LINK[lang])
     return sorted(words)

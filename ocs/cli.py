@@ -137,11 +137,13 @@ async def _account_json(acc: Any, unit_price: Decimal, currency: str) -> dict[st
 
 def cmd_account_add(args: argparse.Namespace) -> int:
     async def body(settings: Settings) -> int:
+        # Without --language, new accounts take the operator's default media language.
+        language = args.language or (await load_operator_settings()).default_language
         acc = await accounts.create_account(
             args.number,
             name=args.name or "",
             pin=args.pin,
-            language=args.language,
+            language=language,
             caller_ids=args.caller_id or [],
         )
         if args.credit:
@@ -396,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("number")
     p.add_argument("--name")
     p.add_argument("--pin")
-    p.add_argument("--language", default="FR")
+    p.add_argument("--language", help="FR or EN (default: the operator's default language)")
     p.add_argument("--caller-id", action="append", help="repeatable")
     p.add_argument("--credit", type=_positive_int, help="initial credit in units")
     p.set_defaults(func=cmd_account_add)

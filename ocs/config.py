@@ -40,6 +40,8 @@ class Settings:
     # database (PostgreSQL; SQLite has one writer, so always 1)
     batch_workers: int = 2
     answer_retention: float = 3600.0  # seconds every credit-control answer is kept
+    sip_max_dialogs: int = 100  # IVR: concurrent calls; more INVITEs get 503 + Retry-After
+    sip_max_cps: float = 10.0  # IVR: new calls per second (token bucket)
 
     @property
     def is_sqlite(self) -> bool:
@@ -68,6 +70,8 @@ _ENV: dict[str, str] = {
     "OCS_WORKERS": "workers",
     "OCS_BATCH_WORKERS": "batch_workers",
     "OCS_ANSWER_RETENTION": "answer_retention",
+    "OCS_SIP_MAX_DIALOGS": "sip_max_dialogs",
+    "OCS_SIP_MAX_CPS": "sip_max_cps",
 }
 
 _INT_FIELDS = {"web_port", "diameter_port", "sip_port"}
@@ -145,6 +149,14 @@ def load_settings(
                 ) from None
             if not low <= values[name] <= 256:
                 raise ConfigError(f"{name} must be in {low}..256")
+    for name, kind in (("sip_max_dialogs", int), ("sip_max_cps", float)):
+        if name in values:
+            try:
+                values[name] = kind(values[name])
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, got {values[name]!r}") from None
+            if values[name] <= 0:
+                raise ConfigError(f"{name} must be positive, got {values[name]!r}")
     host = str(values.get("diameter_host", "127.0.0.1"))
     if "diameter_peers" in values:
         values["diameter_peers"] = _parse_peers(values["diameter_peers"])

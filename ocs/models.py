@@ -45,6 +45,8 @@ class Account(Model):
     reserved = fields.BigIntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
+    # IVR access number: ask the PIN even when the caller ID is recognised (anti-spoofing).
+    ivr_pin_required = fields.BooleanField(default=False)
 
     class Meta:
         table = "account"
@@ -331,3 +333,39 @@ class DashboardDay(Model):
     class Meta:
         table = "dashboard_day"
         unique_together = (("tz", "day", "tariff_prefix"),)
+class IvrFailure(Model):
+    """A failed PIN (or voucher) attempt on the IVR: the lockout counts these."""
+
+    id = fields.BigIntField(primary_key=True)
+    caller = fields.CharField(max_length=64)
+    kind = fields.CharField(max_length=16, default="pin")
+    created_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "ivr_failure"
+        indexes = (("caller", "created_at"),)
+
+
+class IvrLock(Model):
+    """A caller ID locked out of PIN / voucher entry until `locked_until`."""
+
+    caller = fields.CharField(max_length=64, primary_key=True)
+    locked_until = fields.DatetimeField()
+    failures = fields.IntField(default=0)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "ivr_lock"
+
+
+class IvrLogLine(Model):
+    """One service-log line: a dialog step of an IVR call (`ivr_bridge.servicelog`)."""
+
+    id = fields.BigIntField(primary_key=True)
+    call_id = fields.CharField(max_length=255, db_index=True)
+    step = fields.IntField()
+    created_at = fields.DatetimeField(db_index=True)
+    line: fields.JSONField[Any] = fields.JSONField()
+
+    class Meta:
+        table = "ivr_log"

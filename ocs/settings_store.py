@@ -30,6 +30,7 @@ class SettingsError(ValueError):
 
 LANGUAGES = ("FR", "EN")
 BILLING_SCHEDULES = ("none", "daily", "weekly", "monthly")
+IVR_WARNING_MODES = ("tone", "prompt", "both")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,19 @@ class OperatorSettings:
     validity_time: int = 600  # Validity-Time sent with every grant (>= CC-Time)
     low_credit_threshold: int = 10000  # units; below it a low-credit event is raised
     billing_schedule: str = "none"
+    # IVR (issue 11): caller-ID access on the access number, language menu, warned cut,
+    # ring timeout, PIN lockout (per caller ID and global), another call after hang-up.
+    ivr_one_step_access: bool = True  # a registered caller ID skips the PIN on the access number
+    ivr_caller_pin_required: bool = False  # ... but ask it anyway (anti-spoofing, all accounts)
+    ivr_language_menu: bool = False
+    ivr_warning_seconds: int = 30  # warn before the credit cut (0: no warning)
+    ivr_warning_mode: str = "both"  # tone, prompt or both
+    ivr_no_answer_timeout: int = 60  # seconds the destination may ring
+    ivr_another_call: bool = True
+    ivr_lockout_failures: int = 6  # failed PINs per caller ID within the window...
+    ivr_lockout_window: int = 900  # ... seconds ...
+    ivr_lockout_duration: int = 900  # ... lock the caller ID out this long
+    ivr_global_failures_per_minute: int = 30  # all callers together
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:
@@ -162,6 +176,13 @@ def _address(name: str, raw: Any) -> str:
     return value
 
 
+def _warning_mode(name: str, raw: Any) -> str:
+    value = str(raw).strip().lower()
+    if value not in IVR_WARNING_MODES:
+        raise SettingsError(name, f"must be one of {', '.join(IVR_WARNING_MODES)}")
+    return value
+
+
 def _schedule(name: str, raw: Any) -> str:
     value = str(raw).strip().lower()
     if value not in BILLING_SCHEDULES:
@@ -190,6 +211,17 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "validity_time": _int(1, 86400),
     "low_credit_threshold": _int(0, 10**15),
     "billing_schedule": _schedule,
+    "ivr_one_step_access": _bool,
+    "ivr_caller_pin_required": _bool,
+    "ivr_language_menu": _bool,
+    "ivr_warning_seconds": _int(0, 3600),
+    "ivr_warning_mode": _warning_mode,
+    "ivr_no_answer_timeout": _int(5, 600),
+    "ivr_another_call": _bool,
+    "ivr_lockout_failures": _int(1, 1000),
+    "ivr_lockout_window": _int(10, 86400),
+    "ivr_lockout_duration": _int(10, 7 * 86400),
+    "ivr_global_failures_per_minute": _int(1, 1_000_000),
 }
 
 

@@ -22,6 +22,9 @@ log = logging.getLogger(__name__)
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz
 FRAME_SECONDS = 0.020
 SILENCE_FRAME = bytes([rtp.ULAW_SILENCE]) * FRAME_SAMPLES
+# Timing samples kept per leg: 10 minutes of played frames. Bounded because every live call
+# holds its legs' samples (a flood of calls must not cost memory without limit).
+MAX_STATS = 30_000
 
 
 @dataclass(slots=True)
@@ -58,6 +61,9 @@ class RtpLeg(asyncio.DatagramProtocol):
         self.dtmf_pt: int | None = None
         self.on_digit = on_digit
         self.peer: RtpLeg | None = None  # relay target when bridged
+        # Another leg relays into this one (bridged, or early media): the idle clock must
+        # not add its own silence frames to that stream.
+        self.relayed_into = False
         self.ssrc = random.getrandbits(32)
         self.sequence = random.getrandbits(16)
         self.timestamp = random.getrandbits(32)
@@ -66,6 +72,9 @@ class RtpLeg(asyncio.DatagramProtocol):
         self._play_buf = b""
         self._play_pos = 0
         self._on_done: Callable[[], None] | None = None
+        self._loop_play = False
+        self._sending = True
+        self._dtmf_timers: list[asyncio.TimerHandle] = []
         self.stats = PlaybackStats()
         self.received_packets = 0
         self.relayed_packets = 0
@@ -97,14 +106,23 @@ class RtpLeg(asyncio.DatagramProtocol):
         self.dtmf_pt = dtmf_pt
 
     def close(self) -> None:
+        self.stop_sending()
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    def stop_sending(self) -> None:
+        """Send nothing more (the call is hung up: no RTP after BYE). The socket stays open
+        until `close`, so late packets from the peer are absorbed rather than ICMP-refused."""
+        self._sending = False
         self.stop_playing()
         if self._clock is not None:
             self._clock.cancel()
             self._clock = None
+        for timer in self._dtmf_timers:
+            timer.cancel()
+        self._dtmf_timers.clear()
         self.peer = None
-        if self.transport is not None:
-            self.transport.close()
-            self.transport = None
 
     # ---------------------------------------------------------------- receive
 
@@ -128,7 +146,7 @@ class RtpLeg(asyncio.DatagramProtocol):
     # ---------------------------------------------------------------- send
 
     def _send(self, payload: bytes, payload_type: int, samples: int, marker: bool = False) -> None:
-        if self.transport is None or self.remote is None:
+        if self.transport is None or self.remote is None or not self._sending:
             return
         packet = rtp.RtpPacket(
             payload_type, self.sequence, self.timestamp, self.ssrc, payload, marker
@@ -158,23 +176,28 @@ class RtpLeg(asyncio.DatagramProtocol):
 
     def start_clock(self) -> None:
         """Send a continuous 20 ms stream: prompt audio when playing, silence when idle and
-        not bridged (a real switch never leaves the line without RTP)."""
-        if self._clock is None:
+        not relayed into (a real switch never leaves the line without RTP)."""
+        if self._clock is None and self._sending:
             self._clock = asyncio.get_running_loop().create_task(self._run_clock())
 
-    def play(self, audio: bytes, on_done: Callable[[], None] | None = None) -> None:
-        """Play µ-law audio (any length) on the 20 ms clock; `on_done` once it has been sent."""
+    def play(
+        self, audio: bytes, on_done: Callable[[], None] | None = None, *, loop: bool = False
+    ) -> None:
+        """Play µ-law audio (any length) on the 20 ms clock; `on_done` once it has been sent.
+        `loop` repeats it until `stop_playing` (ringback); `on_done` is then never called."""
         self.start_clock()
         pad = (-len(audio)) % FRAME_SAMPLES
         self._play_buf = audio + bytes([rtp.ULAW_SILENCE]) * pad
         self._play_pos = 0
         self._on_done = on_done
+        self._loop_play = loop and bool(audio)
         self._marker = True
 
     def stop_playing(self) -> None:
         self._play_buf = b""
         self._play_pos = 0
         self._on_done = None
+        self._loop_play = False
 
     async def _run_clock(self) -> None:
         loop = asyncio.get_running_loop()
@@ -197,23 +220,55 @@ class RtpLeg(asyncio.DatagramProtocol):
                 self.send_ulaw(frame)
                 self._record(now - deadline, None if last is None else now - last)
                 last = now
-                if not self.playing:
+                if not self.playing and self._loop_play:
+                    self._play_pos = 0
+                elif not self.playing:
                     done, self._on_done = self._on_done, None
                     self._play_buf, self._play_pos = b"", 0
                     if done is not None:
                         loop.call_soon(done)
                 continue
             last = None
-            if self.peer is None:
+            if not self.relayed_into:
                 self.send_ulaw(SILENCE_FRAME)
 
     def _record(self, lateness: float, interval: float | None) -> None:
         stats = self.stats
         stats.frames += 1
-        if len(stats.lateness) < 100_000:
+        if len(stats.lateness) < MAX_STATS:
             stats.lateness.append(lateness)
             if interval is not None:
                 stats.intervals.append(interval)
+
+    def relay_dtmf(self, digit: str, ms: int = 100) -> bool:
+        """Send one RFC 4733 event paced like a phone: an update every 20 ms, then the
+        three end packets. Returns False when the far end did not offer telephone-event."""
+        if self.dtmf_pt is None or self.transport is None or digit.upper() not in rtp.DTMF_EVENTS:
+            return False
+        packets = rtp.dtmf_packets(
+            digit, ssrc=self.ssrc, sequence=0, timestamp=self.timestamp,
+            payload_type=self.dtmf_pt, ms=ms,
+        )  # fmt: skip
+        # The event owns its start timestamp; later audio and events start after it (a
+        # receiver tells events apart by timestamp).
+        self.timestamp = (self.timestamp + (len(packets) - 3) * FRAME_SAMPLES) & 0xFFFFFFFF
+        loop = asyncio.get_running_loop()
+        steps = len(packets) - 3
+        for i, packet in enumerate(packets):
+            delay = min(i, steps) * FRAME_SECONDS
+            self._dtmf_timers.append(loop.call_later(delay, self._send_event, packet))
+        del self._dtmf_timers[:-64]
+        return True
+
+    def _send_event(self, packet: rtp.RtpPacket) -> None:
+        if self.transport is None or self.remote is None or not self._sending:
+            return
+        sequenced = rtp.RtpPacket(
+            packet.payload_type, self.sequence, packet.timestamp, self.ssrc, packet.payload,
+            packet.marker,
+        )  # fmt: skip
+        self.transport.sendto(sequenced.to_bytes(), self.remote)
+        self.sequence = (self.sequence + 1) & 0xFFFF
 
     def send_dtmf(self, digits: Iterable[str]) -> None:
         """Emit RFC 4733 packets (immediate, for tests and tools)."""

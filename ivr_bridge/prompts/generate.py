@@ -5,7 +5,8 @@
 Each file is raw G.711 µ-law (no header), 8000 samples/s, mono, silence trimmed at both
 ends, normalised to -3 dBFS. The word list comes from `ivr_bridge.speech.all_words`, the
 sentences from `SENTENCES`; a file is only rebuilt when its text changed (a sidecar
-``texts.json`` records what each file says).
+``texts.json`` records what each file says). Tones (ringback, credit warning) are synthesised
+by sox into ``tones/``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,24 @@ SENTENCES: dict[str, dict[str, str]] = {
         dialog.P_INSUFFICIENT: "Votre crédit est insuffisant pour cette destination.",
         dialog.P_INVALID: "Ce numéro n'est pas valide.",
         dialog.P_CONNECTING: "Mise en relation.",
-        dialog.P_CALL_FAILED: "Votre correspondant n'est pas joignable.",
+        dialog.P_CALL_FAILED: "Votre appel n'a pas pu aboutir.",
+        dialog.P_BUSY: "La ligne de votre correspondant est occupée.",
+        dialog.P_NO_ANSWER: "Votre correspondant ne répond pas.",
+        dialog.P_UNREACHABLE: "Votre correspondant n'est pas joignable.",
+        dialog.P_LANGUAGE_OPTION: "Pour le français, tapez 1.",
+        dialog.P_NO_REDIAL: "Aucun numéro à rappeler.",
+        dialog.P_YOU_HAVE: "Vous disposez de",
+        dialog.P_FOR_THIS_CALL: "pour cet appel.",
+        dialog.P_CREDIT_WARNING: "Attention, votre crédit est presque épuisé.",
+        dialog.P_ANOTHER_CALL: (
+            "Pour passer un autre appel, composez le numéro suivi de la touche dièse. "
+            "Pour rappeler le dernier numéro, tapez étoile puis dièse."
+        ),
+        dialog.P_VOUCHER_MENU: "Pour recharger votre compte avec un code, tapez étoile puis deux.",
+        dialog.P_VOUCHER_ENTER: "Composez votre code de recharge, suivi de la touche dièse.",
+        dialog.P_VOUCHER_INVALID: "Ce code de recharge n'est pas valide.",
+        dialog.P_VOUCHER_USED: "Ce code de recharge a déjà été utilisé.",
+        dialog.P_VOUCHER_DONE: "Votre compte a été rechargé.",
         dialog.P_EXHAUSTED: "Votre crédit est épuisé. La communication va être coupée.",
         dialog.P_GOODBYE: "Au revoir.",
         dialog.P_SERVICE_ERROR: "Le service est momentanément indisponible.",
@@ -56,10 +74,37 @@ SENTENCES: dict[str, dict[str, str]] = {
         dialog.P_INVALID: "This number is not valid.",
         dialog.P_CONNECTING: "Connecting your call.",
         dialog.P_CALL_FAILED: "Your call could not be connected.",
+        dialog.P_BUSY: "The number you are calling is busy.",
+        dialog.P_NO_ANSWER: "There is no answer from the number you are calling.",
+        dialog.P_UNREACHABLE: "The number you are calling cannot be reached.",
+        dialog.P_LANGUAGE_OPTION: "For English, press 2.",
+        dialog.P_NO_REDIAL: "There is no number to call again.",
+        dialog.P_YOU_HAVE: "You have",
+        dialog.P_FOR_THIS_CALL: "for this call.",
+        dialog.P_CREDIT_WARNING: "Your credit is about to run out.",
+        dialog.P_ANOTHER_CALL: (
+            "To make another call, dial the number followed by the hash key. "
+            "To call the last number again, press star then hash."
+        ),
+        dialog.P_VOUCHER_MENU: "To top up with a voucher, press star then two.",
+        dialog.P_VOUCHER_ENTER: "Please enter your voucher code, followed by the hash key.",
+        dialog.P_VOUCHER_INVALID: "This voucher code is not valid.",
+        dialog.P_VOUCHER_USED: "This voucher has already been used.",
+        dialog.P_VOUCHER_DONE: "Your account has been recharged.",
         dialog.P_EXHAUSTED: "Your credit is exhausted. Your call will now be cut.",
         dialog.P_GOODBYE: "Goodbye.",
         dialog.P_SERVICE_ERROR: "The service is temporarily unavailable.",
     },
+}
+
+# Tones (language independent, ``tones/<name>.ul``): sox synth arguments.
+# Ringback: 440 Hz, 1.5 s on / 3.5 s off (the French cadence), well below speech level.
+# Warning before the credit cut: three 1400 Hz beeps (distinct from dial and ringback tones).
+TONES: dict[str, list[str]] = {
+    dialog.TONE_RINGBACK: ["synth", "1.5", "sine", "440", "gain", "-12", "pad", "0", "3.5"],
+    dialog.TONE_WARNING: [
+        "synth", "0.2", "sine", "1400", "gain", "-6", "pad", "0", "0.2", "repeat", "2",
+    ],
 }
 
 DEFAULT_OUT = Path(__file__).resolve().parent
@@ -90,11 +135,35 @@ def render(text: str, language: str, target: Path) -> None:
         )  # fmt: skip
 
 
+def render_tone(effects: list[str], target: Path) -> None:
+    subprocess.run(
+        ["sox", "-n", "-r", "8000", "-c", "1", "-t", "ul", str(target), *effects],
+        check=True,
+        capture_output=True,
+    )
+
+
+def generate_tones(out_dir: Path) -> int:
+    folder = out_dir / "tones"
+    folder.mkdir(parents=True, exist_ok=True)
+    index_path = folder / "tones.json"
+    old: dict[str, list[str]] = json.loads(index_path.read_text()) if index_path.exists() else {}
+    written = 0
+    for name, effects in sorted(TONES.items()):
+        target = folder / f"{name}.ul"
+        if old.get(name) == effects and target.exists():
+            continue
+        render_tone(effects, target)
+        written += 1
+    index_path.write_text(json.dumps(TONES, indent=1, sort_keys=True))
+    return written
+
+
 def generate(out_dir: Path, languages: list[str]) -> int:
     for tool in ("espeak-ng", "sox"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is required to generate prompts")
-    written = 0
+    written = generate_tones(out_dir)
     for lang in languages:
         folder = out_dir / lang.lower()
         folder.mkdir(parents=True, exist_ok=True)

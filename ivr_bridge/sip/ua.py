@@ -6,8 +6,17 @@ Scope (what an IVR front end needs, RFC 3261):
   ACK, BYE, CANCEL (200 + 487), OPTIONS (200), INFO DTMF (application/dtmf-relay and
   application/dtmf), anything else 405; requests for unknown dialogs get 481.
   A retransmitted request is answered with the same last response.
-* UAC: INVITE with SDP (Timer A retransmission until a response, Timer B 32 s), ACK for 2xx
-  (re-sent on every 200 retransmission) and for error responses, CANCEL, BYE (Timer E).
+* UAC: INVITE with SDP (Timer A retransmission until a response; Timer B, 32 s on the clock
+  from the first send, ends an INVITE nobody answered), provisional responses reported (180,
+  183 with early-media SDP), ACK for 2xx (re-sent on every 200 retransmission) and for error
+  responses, CANCEL, BYE and INFO (DTMF relay) with Timer E.
+* Transport errors fail fast: the socket has IP_RECVERR, so an ICMP port/host unreachable for
+  a datagram we sent is read back from the error queue (with the datagram itself, hence its
+  Call-ID) and the INVITE fails at once as 503, as RFC 3261 §8.1.3.1 treats a transport
+  error, instead of waiting for Timer B.
+* Overload: an `admit` hook decides on each new INVITE before anything is allocated; a refused
+  INVITE gets a stateless 503 with Retry-After (RFC 3261 §21.5.4), remembered in a bounded
+  cache for its retransmissions, so a flood costs a parse and a send per datagram.
 * Requests inside a dialog are sent to the address the peer's messages come from
   (symmetric signalling), which is right on loopback and behind NAT alike.
 
@@ -20,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
@@ -42,11 +53,15 @@ log = logging.getLogger(__name__)
 
 T1 = 0.5
 T2 = 4.0
-TIMER_B = 32.0
+TIMER_B = 32.0  # 64 * T1
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)  # Linux; the constant is missing in Python
+REJECTED_CACHE = 4096  # stateless 503s remembered for INVITE retransmissions
+RECEIVE_BUFFER = 1 << 20
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 USER_AGENT = "open-prepaid-ivr/0.1"
 
 Addr = tuple[str, int]
+MAX_DATAGRAM = 65535
 
 
 def _parse_info_digit(msg: SipMessage) -> str | None:
@@ -72,6 +87,18 @@ def _parse_info_digit(msg: SipMessage) -> str | None:
     return None
 
 
+def _quoted_call_id(data: bytes) -> tuple[str, str]:
+    """(Call-ID, request method) from the possibly truncated start of a datagram we sent."""
+    head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    lines = head.split("\r\n")
+    method = lines[0].split(" ", 1)[0] if lines and not lines[0].startswith("SIP/") else ""
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if colon and name.strip().lower() in ("call-id", "i") and value.strip():
+            return value.strip(), method
+    return "", method
+
+
 class _Retransmitter:
     """Re-sends a datagram with RFC 3261 back-off until stopped or `limit` seconds."""
 
@@ -83,6 +110,8 @@ class _Retransmitter:
         self._on_timeout = on_timeout
 
     async def _run(self, send: Callable[[], None], cap: float, limit: float) -> None:
+        # `limit` bounds the retransmissions only; the transaction's own timeout (Timer B
+        # for INVITE) is a separate absolute timer, so back-off rounding cannot stretch it.
         interval = T1
         elapsed = 0.0
         while elapsed < limit:
@@ -147,6 +176,12 @@ class InboundCall:
     def ringing(self) -> None:
         if self.state == "early":
             self.ua.send(self._respond(180, "Ringing"), self.source)
+
+    def session_progress(self, body: bytes) -> None:
+        """183 with our SDP: the caller hears the destination's early media through us."""
+        if self.state == "early":
+            self.answer_body = body
+            self.ua.send(self._respond(183, "Session Progress", body), self.source)
 
     def answer(self, body: bytes) -> None:
         if self.state != "early":
@@ -260,9 +295,13 @@ class OutboundCall:
         self.remote_tag: str | None = None
         self.state = "calling"  # calling | proceeding | confirmed | terminated
         self.on_answer: Callable[[sdp.MediaDescription | None], None] | None = None
+        self.on_progress: Callable[[int, sdp.MediaDescription | None], None] | None = None
         self.on_failure: Callable[[int, str], None] | None = None
         self.on_hangup: Callable[[], None] | None = None
         self.remote_contact: str = target
+        self.remote_addr: Addr = destination
+        self._cseq = 1
+        self._timer_b: asyncio.TimerHandle | None = None
         self._ack: bytes | None = None
         self._cancel_wanted = False
         invite = SipMessage(method="INVITE", uri=target)
@@ -284,22 +323,38 @@ class OutboundCall:
 
     def start(self) -> None:
         self.ua.send_bytes(self._invite_bytes, self.destination)
+        # Timer A: retransmit with doubling intervals; Timer B: give up 64*T1 after the
+        # first send, measured on the loop clock (not a sum of sleeps).
         self._retransmit = _Retransmitter(
             lambda: self.ua.send_bytes(self._invite_bytes, self.destination),
-            on_timeout=self._timeout,
-        )
+            cap=self.ua.timer_b, limit=self.ua.timer_b,
+        )  # fmt: skip
+        self._timer_b = asyncio.get_running_loop().call_later(self.ua.timer_b, self._timeout)
 
     def _timeout(self) -> None:
-        if self.state in ("calling", "proceeding"):
-            self.state = "terminated"
-            self.ua.forget_later(self.call_id)
-            if self.on_failure:
-                self.on_failure(408, "Request Timeout")
+        self._timer_b = None
+        if self.state == "calling":
+            self._fail(408, "Request Timeout")
+
+    def _fail(self, status: int, reason: str) -> None:
+        self._stop_retransmit()
+        self.state = "terminated"
+        self.ua.forget_later(self.call_id)
+        if self.on_failure:
+            self.on_failure(status, reason)
+
+    def transport_failed(self, error: str) -> None:
+        """An ICMP error came back for this call's INVITE: fail now (RFC 3261 §8.1.3.1)."""
+        if self.state == "calling":
+            self._fail(503, f"Service Unavailable ({error})")
 
     def _stop_retransmit(self) -> None:
         if self._retransmit is not None:
             self._retransmit.stop()
             self._retransmit = None
+        if self._timer_b is not None:
+            self._timer_b.cancel()
+            self._timer_b = None
 
     def handle_response(self, resp: SipMessage, source: Addr) -> None:
         status = resp.status or 0
@@ -309,10 +364,17 @@ class OutboundCall:
         if status < 200:
             if self.state == "calling":
                 self.state = "proceeding"
-                # keep Timer B running but stop fast retransmissions
+                # Proceeding: no more retransmissions and no Timer B (RFC 3261 §17.1.1.2);
+                # how long it may ring is the application's no-answer timer.
                 self._stop_retransmit()
                 if self._cancel_wanted:
                     self._send_cancel()
+            if status > 100 and self.state == "proceeding" and not self._cancel_wanted:
+                early: sdp.MediaDescription | None = None
+                with contextlib.suppress(sdp.SdpError, UnicodeDecodeError):
+                    early = sdp.parse(resp.body) if resp.body else None
+                if self.on_progress:
+                    self.on_progress(status, early)
             return
         self._stop_retransmit()
         if 200 <= status < 300:
@@ -320,6 +382,7 @@ class OutboundCall:
                 self.ua.send_bytes(self._ack, source)
                 return
             self.remote_tag = resp.to_tag
+            self.remote_addr = source
             contact = resp.get("Contact")
             if contact:
                 self.remote_contact = name_addr_uri(contact)
@@ -384,15 +447,29 @@ class OutboundCall:
             # CANCEL only after a provisional response (RFC 3261 §9.1)
             self._cancel_wanted = True
 
+    def _remote_to(self) -> str:
+        to = self.invite.header("To")
+        return f"{to};tag={self.remote_tag}" if self.remote_tag else to
+
     def bye(self) -> None:
         if self.state != "confirmed":
             return
         self.state = "terminated"
-        to = self.invite.header("To")
-        if self.remote_tag:
-            to = f"{to};tag={self.remote_tag}"
-        self.ua.send_request(self._in_dialog("BYE", 2, to), self.destination)
+        self._cseq += 1
+        bye = self._in_dialog("BYE", self._cseq, self._remote_to())
+        self.ua.send_request(bye, self.destination)
         self.ua.forget_later(self.call_id)
+
+    def send_info_digit(self, digit: str, duration_ms: int = 100) -> None:
+        """DTMF as SIP INFO (application/dtmf-relay), for a destination without
+        telephone-event in its SDP."""
+        if self.state != "confirmed":
+            return
+        self._cseq += 1
+        info = self._in_dialog("INFO", self._cseq, self._remote_to())
+        info.add("Content-Type", "application/dtmf-relay")
+        info.body = f"Signal={digit}\r\nDuration={duration_ms}\r\n".encode()
+        self.ua.send_request(info, self.remote_addr)
 
     def handle_request(self, msg: SipMessage, source: Addr) -> None:
         if msg.method == "BYE":
@@ -431,7 +508,14 @@ class SipUserAgent(asyncio.DatagramProtocol):
         self.outbound: dict[str, OutboundCall] = {}
         self._responses: dict[tuple[str, str, str], bytes] = {}  # (call-id, branch, method)
         self._pending: dict[tuple[str, str, str], _Retransmitter] = {}  # our non-INVITE requests
+        self._rejected: OrderedDict[tuple[str, str], bytes] = OrderedDict()  # overload 503s
         self.parse_errors = 0
+        self.rejected_invites = 0
+        self.timer_b = TIMER_B
+        # Called for each new INVITE before any state is created: None admits it, a number
+        # refuses it with 503 and that Retry-After (seconds).
+        self.admit: Callable[[], int | None] | None = None
+        self._sock: socket.socket | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -440,14 +524,60 @@ class SipUserAgent(asyncio.DatagramProtocol):
         cls, host: str, port: int, on_invite: Callable[[InboundCall], None]
     ) -> SipUserAgent:
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_datagram_endpoint(
-            lambda: cls(host, port, on_invite), local_addr=(host, port)
-        )
-        protocol.port = int(protocol.transport.get_extra_info("sockname")[1])  # type: ignore[union-attr]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET:
+                # ICMP errors for datagrams we send come back on the error queue.
+                sock.setsockopt(socket.SOL_IP, IP_RECVERR, 1)
+            # Room for a burst while the loop is busy (the kernel caps it at rmem_max): a
+            # flood is refused by admission control rather than dropped with everyone's
+            # retransmissions and OPTIONS probes.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            sock.bind((host, port))
+            sock.setblocking(False)
+            _, protocol = await loop.create_datagram_endpoint(
+                lambda: cls(host, port, on_invite), sock=sock
+            )
+        except BaseException:
+            sock.close()
+            raise
+        protocol._sock = sock
+        protocol.port = int(sock.getsockname()[1])
         return protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def error_received(self, exc: Exception) -> None:
+        """An ICMP error (IP_RECVERR): read each queued error with the datagram it concerns
+        and fail the outgoing call that sent it."""
+        sock = self._sock
+        if sock is None:
+            return
+        for _ in range(64):  # bounded: the queue is drained, or the rest waits
+            try:
+                data, _anc, _flags, addr = sock.recvmsg(MAX_DATAGRAM, 512, socket.MSG_ERRQUEUE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                log.debug("SIP socket error queue: %s", err)
+                return
+            self._transport_error(data, addr, exc)
+
+    def _transport_error(self, data: bytes, addr: Addr, exc: Exception) -> None:
+        # The ICMP error quotes only the start of our datagram (about 500 bytes): enough for
+        # the request line and our headers, not for a full parse of an INVITE with SDP.
+        call_id, method = _quoted_call_id(data)
+        if not call_id:
+            return
+        log.info("SIP to %s:%s failed: %s (call %s)", addr[0], addr[1], exc, call_id)
+        for key in [k for k in self._pending if k[0] == call_id]:
+            self._pending.pop(key).stop()
+        call = self.outbound.get(call_id)
+        if call is not None and method == "INVITE":
+            call.transport_failed(type(exc).__name__)
 
     def close(self) -> None:
         for r in self._pending.values():
@@ -550,6 +680,9 @@ class SipUserAgent(asyncio.DatagramProtocol):
         if msg.method != "ACK" and key in self._responses:
             self.send_bytes(self._responses[key], addr)  # retransmitted request
             return
+        if msg.method == "INVITE" and (key[0], key[1]) in self._rejected:
+            self.send_bytes(self._rejected[(key[0], key[1])], addr)  # refused while overloaded
+            return
         call_id = msg.call_id
         if call_id in self.inbound:
             inbound = self.inbound[call_id]
@@ -572,7 +705,23 @@ class SipUserAgent(asyncio.DatagramProtocol):
             resp = response_to(msg, 481, "Call/Transaction Does Not Exist", to_tag=new_tag())
             self.send(resp, addr)
 
+    def _refuse_overload(self, msg: SipMessage, addr: Addr, retry_after: int) -> None:
+        resp = response_to(msg, 503, "Service Unavailable", to_tag=new_tag())
+        resp.add("Retry-After", str(max(1, retry_after)))
+        resp.add("Server", USER_AGENT)
+        data = resp.to_bytes()
+        self.send_bytes(data, addr)
+        self.rejected_invites += 1
+        self._rejected[(msg.call_id, msg.branch or "")] = data
+        while len(self._rejected) > REJECTED_CACHE:
+            self._rejected.popitem(last=False)
+
     def _new_invite(self, msg: SipMessage, addr: Addr) -> None:
+        if self.admit is not None:
+            retry_after = self.admit()
+            if retry_after is not None:
+                self._refuse_overload(msg, addr, retry_after)
+                return
         # reply to the top Via's rport/received when present (symmetric response routing)
         self.send(response_to(msg, 100, "Trying"), addr)
         call = InboundCall(self, msg, addr)

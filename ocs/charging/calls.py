@@ -36,7 +36,10 @@ TERMINATION_CAUSES = {
     3: "BAD_ANSWER",
     4: "ADMINISTRATIVE",
     5: "LINK_BROKEN",
-    6: "AUTH_EXPIRED",
+    # DIAMETER_AUTH_EXPIRED: "its authorized session time has expired". The time an OCS
+    # authorises is what the credit paid for: the client ran out of credit (the IVR sends it
+    # for a cut on final units or after a 4012).
+    6: "CREDIT_EXHAUSTED",
     7: "USER_MOVED",
     8: "SESSION_TIMEOUT",
 }

@@ -6,6 +6,7 @@ adjustments, internal errors passed off as duplicate Session-Ids, the currency c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from datetime import UTC, datetime
 
@@ -219,3 +220,12 @@ async def test_event_reusing_a_calls_session_id_keeps_the_calls_books_apart(two)
     )
     assert refund.cost_units == 2000  # the event's debit, not the call's
     assert await available("1001") == 250000 - 2000
+
+
+async def test_a_call_ended_for_its_authorised_time_is_recorded_as_credit_exhausted(two) -> None:
+    a, _, clock = two
+    await a.handle(ccr("cut", RequestType.INITIAL, 0, requested=30))
+    clock.advance(30)
+    t = ccr("cut", RequestType.TERMINATE, 1, used=30)
+    await a.handle(dataclasses.replace(t, termination_cause=6))  # DIAMETER_AUTH_EXPIRED
+    assert (await Cdr.get(session_id="cut")).end_reason == "CREDIT_EXHAUSTED"

@@ -1,4 +1,4 @@
-"""Credit-control requests the bridge sends, how it reads answers, and the PIN lockout."""
+"""Credit-control requests the bridge sends, how it reads answers, and the PIN lockout rule."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ivr_bridge.backends import (
     ReconnectingClient,
     answer_to_event,
 )
-from ivr_bridge.lockout import LockoutTracker
+from ivr_bridge.lockout import ANONYMOUS, LockoutPolicy, LockReason, caller_key
 from ocs.credit_control import (
     CCAnswer,
     CCRequest,
@@ -98,42 +98,38 @@ def test_answer_reading():
 # ------------------------------------------------------------------ lockout
 
 
-class Clock:
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_lockout_window_and_duration():
-    clock = Clock()
-    tracker = LockoutTracker(clock, max_failures=3, window=60, duration=120)
-    assert tracker.record_failure("a") is False
-    clock.now = 50
-    assert tracker.record_failure("a") is False
-    clock.now = 70  # the first failure left the window
-    assert tracker.record_failure("a") is False
-    assert tracker.record_failure("a") is True
-    assert tracker.is_locked("a")
-    assert tracker.remaining("a") == 120
-    clock.now = 189
-    assert tracker.is_locked("a")
-    clock.now = 190
-    assert not tracker.is_locked("a")
-    assert tracker.remaining("a") == 0
+def test_lockout_rule_per_caller_then_global():
+    policy = LockoutPolicy(max_failures=3, global_per_minute=10)
+    assert policy.decide(2, 5) is None
+    assert policy.decide(3, 5) is LockReason.CALLER  # this failure is the third
+    assert policy.decide(1, 10) is LockReason.GLOBAL  # many caller IDs, one at a time
+    assert policy.decide(3, 10) is LockReason.CALLER
 
 
-def test_lockout_anonymous_callers_share_a_bucket_and_prune():
-    clock = Clock()
-    tracker = LockoutTracker(clock, max_failures=2, window=10, duration=10)
-    tracker.record_failure("")
-    assert tracker.record_failure("  ") is True
-    assert tracker.is_locked("")
-    tracker.record_failure("b")
-    clock.now = 100
-    tracker.prune()
-    assert tracker._records == {}
-    assert tracker.remaining("zzz") == 0
+def test_lockout_anonymous_callers_share_a_bucket():
+    assert caller_key("") == caller_key("  ") == ANONYMOUS
+    assert caller_key(" 5173 ") == "5173"
+
+
+def test_lockout_policy_refuses_nonsense_limits():
+    for bad in ({"max_failures": 0}, {"global_per_minute": 0}, {"window": 0}):
+        try:
+            LockoutPolicy(**bad)  # type: ignore[arg-type]
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {bad}")
+
+
+async def test_termination_cause_is_sent_in_ccr_t():
+    handler = Recorder()
+    charging = CreditControlCharging(InProcessClient(handler))
+    for cause in d.TerminationCause:
+        session = charging.open_session(ACCOUNT, d.SubscriberKind.ACCOUNT, "1", "2", "c")
+        await session.start(0)
+        await session.stop(5, cause)
+        assert handler.requests[-1].termination_cause == int(cause)
+    # RFC 6733 §8.15 values
+    assert [int(c) for c in d.TerminationCause] == [1, 3, 4, 6]
 
 
 class FlakyClient:

@@ -7,7 +7,6 @@ from decimal import Decimal
 import pytest
 
 from ivr_bridge import dialog as d
-from ivr_bridge.lockout import LockoutTracker
 
 ALICE = d.AccountInfo(
     id=1,
@@ -15,7 +14,6 @@ ALICE = d.AccountInfo(
     language="EN",
     available_units=235800,
     credit_money=Decimal("23.58"),
-    credit_minutes=11,
 )
 BROKE = d.AccountInfo(
     id=2, number="1002", language="FR", available_units=0, credit_money=Decimal("0")
@@ -33,9 +31,9 @@ class Clock:
 class Driver:
     """Feeds events with a clock and records the commands."""
 
-    def __init__(self, config: d.DialogConfig | None = None, lockout=None) -> None:
+    def __init__(self, config: d.DialogConfig | None = None) -> None:
         self.clock = Clock()
-        self.dialog = d.Dialog(config or d.DialogConfig(), lockout=lockout)
+        self.dialog = d.Dialog(config or d.DialogConfig())
         self.log: list[d.Command] = []
 
     def send(self, event: d.Event, advance: float = 0.0) -> list[d.Command]:
@@ -45,7 +43,7 @@ class Driver:
         return out
 
     def finish_prompt(self) -> list[d.Command]:
-        plays = [c for c in self.log if isinstance(c, d.Play)]
+        plays = [c for c in self.log if isinstance(c, d.Play) and c.leg is d.Leg.CALLER]
         return self.send(d.PromptFinished(plays[-1].play_id))
 
     def last_play(self) -> d.Play:
@@ -62,9 +60,24 @@ def of(commands: list[d.Command], kind: type) -> list:
     return [c for c in commands if isinstance(c, kind)]
 
 
+def offer_access(drv: Driver, caller: str = "0611223344") -> list[d.Command]:
+    """Call the access number from an unregistered caller ID, not locked out."""
+    out = drv.send(d.CallOffered(caller, "6000"))
+    assert out == [d.Answer(), d.LookupCaller(caller)]
+    out = drv.send(d.CallerLookedUp(None))
+    assert out == [d.CheckLockout(caller)]
+    return drv.send(d.LockoutChecked(False))
+
+
+def pin_failure(drv: Driver, digits: str = "9999", locked: bool = False) -> list[d.Command]:
+    drv.digits(digits + "#")
+    out = drv.send(d.PinLookedUp(None))
+    assert out == [d.RecordFailure("0611223344", "pin")]
+    return drv.send(d.FailureRecorded(locked))
+
+
 def login(drv: Driver, account: d.AccountInfo = ALICE) -> list[d.Command]:
-    out = drv.send(d.CallOffered("0611223344", "6000"))
-    assert of(out, d.Answer)
+    offer_access(drv)
     drv.finish_prompt()
     assert of(drv.digits("1234#"), d.LookupPin) == [d.LookupPin("1234")]
     return drv.send(d.PinLookedUp(account))
@@ -89,8 +102,7 @@ def connected(drv: Driver, granted: int = 60, final: bool = False) -> None:
 
 def test_access_number_answers_and_asks_for_pin_in_default_language():
     drv = Driver()
-    out = drv.send(d.CallOffered("0611223344", "6000"))
-    assert out[0] == d.Answer()
+    out = offer_access(drv)
     play = of(out, d.Play)[0]
     assert play.language == "FR"
     assert play.prompts == (d.P_WELCOME, d.P_ENTER_PIN)
@@ -103,22 +115,23 @@ def test_pin_by_hash_then_credit_announced_in_account_language():
     out = login(drv)
     play = of(out, d.Play)[0]
     assert play.language == "EN"
+    # money only: the time it buys depends on the destination (told once dialled)
     assert play.prompts == (
         "your_credit_is", "twenty-three", "euros", "and", "fifty-eight", "cents",
-        "that is about", "eleven", "minutes", d.P_ENTER_DEST,
+        d.P_ENTER_DEST,
     )  # fmt: skip
 
 
 def test_pin_ends_at_max_digits_without_hash():
     drv = Driver(d.DialogConfig(pin_max_digits=4))
-    drv.send(d.CallOffered("0611223344", "6000"))
+    offer_access(drv)
     out = drv.digits("1234")
     assert of(out, d.LookupPin) == [d.LookupPin("1234")]
 
 
 def test_pin_ends_at_inter_digit_timeout():
     drv = Driver()
-    drv.send(d.CallOffered("0611223344", "6000"))
+    offer_access(drv)
     drv.finish_prompt()
     out = drv.digits("12")
     assert out[-1] == d.StartTimer(d.T_DIGIT, 4.0)
@@ -128,7 +141,7 @@ def test_pin_ends_at_inter_digit_timeout():
 
 def test_digit_during_prompt_barges_in():
     drv = Driver()
-    drv.send(d.CallOffered("0611223344", "6000"))
+    offer_access(drv)
     out = drv.send(d.DigitReceived("1"))
     assert out[0] == d.StopPlay()
     # the finish of the stopped prompt is ignored
@@ -137,18 +150,17 @@ def test_digit_during_prompt_barges_in():
 
 def test_star_is_ignored_in_pin():
     drv = Driver()
-    drv.send(d.CallOffered("0611223344", "6000"))
+    offer_access(drv)
     out = drv.digits("1*2#")
     assert of(out, d.LookupPin) == [d.LookupPin("12")]
 
 
 def test_wrong_pin_three_times_plays_message_and_hangs_up():
     drv = Driver()
-    drv.send(d.CallOffered("0611223344", "6000"))
+    offer_access(drv)
     for attempt in range(1, 4):
         drv.finish_prompt()
-        drv.digits("9999#")
-        out = drv.send(d.PinLookedUp(None))
+        out = pin_failure(drv)
         play = of(out, d.Play)[0]
         if attempt < 3:
             assert play.prompts == (d.P_WRONG_PIN, d.P_ENTER_PIN)
@@ -162,61 +174,33 @@ def test_wrong_pin_three_times_plays_message_and_hangs_up():
 
 def test_pin_timeout_without_digits_counts_as_a_try():
     drv = Driver(d.DialogConfig(max_pin_tries=2))
-    drv.send(d.CallOffered("0611223344", "6000"))
+    offer_access(drv)
     drv.finish_prompt()
     out = drv.send(d.TimerExpired(d.T_DIGIT), 8.0)
+    assert not of(out, d.RecordFailure)  # an empty entry is not a guess
     assert of(out, d.Play)[0].prompts == (d.P_WRONG_PIN, d.P_ENTER_PIN)
     drv.finish_prompt()
     out = drv.send(d.TimerExpired(d.T_DIGIT), 8.0)
     assert of(out, d.Play)[0].prompts[-2:] == (d.P_TOO_MANY, d.P_GOODBYE)
 
 
-def test_repeated_failures_lock_the_caller_out_then_expire():
-    clock = Clock()
-    tracker = LockoutTracker(clock, max_failures=4, window=600, duration=300)
-    # first call: three wrong PINs
-    drv = Driver(lockout=tracker)
-    drv.send(d.CallOffered("0611223344", "6000"))
-    for _ in range(3):
-        drv.finish_prompt()
-        drv.digits("0000#")
-        drv.send(d.PinLookedUp(None))
-    assert not tracker.is_locked("0611223344")
-    # second call: the fourth failure locks
-    drv = Driver(lockout=tracker)
-    drv.send(d.CallOffered("0611223344", "6000"))
+def test_a_failure_that_reaches_the_limit_locks_out_and_hangs_up():
+    drv = Driver()
+    offer_access(drv)
     drv.finish_prompt()
-    drv.digits("0000#")
-    out = drv.send(d.PinLookedUp(None))
+    out = pin_failure(drv, locked=True)
     assert of(out, d.Play)[0].prompts == (d.P_WRONG_PIN, d.P_LOCKED, d.P_GOODBYE)
-    assert tracker.is_locked("0611223344")
     assert drv.finish_prompt()[0] == d.Hangup(d.EndReason.LOCKED_OUT)
-    # a locked caller hears the message without any PIN prompt, even with the right PIN
-    drv = Driver(lockout=tracker)
-    out = drv.send(d.CallOffered("0611223344", "6000"))
+
+
+def test_a_locked_caller_hears_the_message_without_any_pin_prompt():
+    drv = Driver()
+    drv.send(d.CallOffered("0611223344", "6000"))
+    drv.send(d.CallerLookedUp(None))
+    out = drv.send(d.LockoutChecked(True))
     assert of(out, d.Play)[0].prompts == (d.P_LOCKED, d.P_GOODBYE)
     assert drv.finish_prompt()[0] == d.Hangup(d.EndReason.LOCKED_OUT)
-    # another caller is not affected
-    assert not tracker.is_locked("0699999999")
-    clock.now += 301
-    assert not tracker.is_locked("0611223344")
-    drv = Driver(lockout=tracker)
-    out = drv.send(d.CallOffered("0611223344", "6000"))
-    assert of(out, d.Play)[0].prompts == (d.P_WELCOME, d.P_ENTER_PIN)
-
-
-def test_correct_pin_resets_the_failure_count():
-    clock = Clock()
-    tracker = LockoutTracker(clock, max_failures=2)
-    drv = Driver(lockout=tracker)
-    drv.send(d.CallOffered("0611223344", "6000"))
-    drv.finish_prompt()
-    drv.digits("0000#")
-    drv.send(d.PinLookedUp(None))
-    drv.finish_prompt()
-    drv.digits("1234#")
-    drv.send(d.PinLookedUp(ALICE))
-    assert tracker.record_failure("0611223344") is False
+    assert drv.send(d.DigitReceived("1")) == []
 
 
 def test_no_credit_after_pin():
@@ -240,7 +224,10 @@ def test_destination_checked_then_connected():
     ]
     out = drv.send(d.DestinationChecked(d.DestinationStatus.OK, 600))
     assert of(out, d.Connect) == [d.Connect("0141587070")]
-    assert of(out, d.Play)[0].prompts == (d.P_CONNECTING,)
+    # the time the credit buys at this destination's tariff, then "connecting"
+    assert of(out, d.Play)[0].prompts == (
+        d.P_YOU_HAVE, "ten", "minutes", d.P_FOR_THIS_CALL, d.P_CONNECTING,
+    )  # fmt: skip
     assert d.StartTimer(d.T_RING, 60.0) in out
 
 
@@ -296,11 +283,11 @@ def test_destination_timeout_without_digits_reprompts():
 
 
 def test_far_end_failure_tells_caller_and_hangs_up():
-    drv = Driver()
+    drv = Driver(d.DialogConfig(another_call=False))
     login(drv)
     dial(drv)
     drv.send(d.DestinationChecked(d.DestinationStatus.OK, 600))
-    out = drv.send(d.FarEndFailed("busy", 486))
+    out = drv.send(d.FarEndFailed("server error", 500, d.CalleeFailure.FAILED))
     assert of(out, d.Play)[0].prompts == (d.P_CALL_FAILED, d.P_GOODBYE)
     assert not of(out, d.ChargeStart)
     assert drv.finish_prompt()[0] == d.Hangup(d.EndReason.CALL_FAILED)
@@ -313,7 +300,7 @@ def test_far_end_not_answering_is_cancelled():
     drv.send(d.DestinationChecked(d.DestinationStatus.OK, 600))
     out = drv.send(d.TimerExpired(d.T_RING), 60)
     assert out[0] == d.ReleaseCallee()
-    assert of(out, d.Play)[0].prompts == (d.P_CALL_FAILED, d.P_GOODBYE)
+    assert of(out, d.Play)[0].prompts == (d.P_NO_ANSWER, d.P_ANOTHER_CALL)
 
 
 # ------------------------------------------------------------------ charging
@@ -343,13 +330,13 @@ def test_updates_before_grant_used_and_exact_seconds_at_hangup():
     assert d.StartTimer(d.T_QUOTA, 55.0) in out
     out = drv.send(d.CallerHungUp(), 17.3)  # 72.3 s after answer
     assert out.count(d.ReleaseCallee()) == 1
-    assert of(out, d.ChargeStop) == [d.ChargeStop(17)]
+    assert of(out, d.ChargeStop) == [d.ChargeStop(17, d.TerminationCause.LOGOUT)]
     assert drv.dialog.charged_seconds == 72
     assert out[-1] == d.Finished(d.EndReason.CALLER_HANGUP)
 
 
 def test_callee_hangup_stops_charging_and_hangs_up_caller():
-    drv = Driver()
+    drv = Driver(d.DialogConfig(another_call=False))
     connected(drv)
     out = drv.send(d.CalleeHungUp(), 13.0)
     assert of(out, d.ChargeStop) == [d.ChargeStop(13)]
@@ -362,10 +349,14 @@ def test_final_units_cut_off_with_announcement():
     connected(drv, granted=30, final=True)
     assert d.StartTimer(d.T_CUTOFF, 30.0) in drv.log
     out = drv.send(d.TimerExpired(d.T_CUTOFF), 30.0)
-    assert out[0] == d.ReleaseCallee()
-    assert of(out, d.ChargeStop) == [d.ChargeStop(30)]
-    assert of(out, d.Play)[0].prompts == (d.P_EXHAUSTED, d.P_GOODBYE)
-    assert not of(out, d.Hangup)  # announcement first
+    assert out[0] == d.Unbridge()  # the conversation stops at once ...
+    # ... the CCR-T says why (RFC 6733 DIAMETER_AUTH_EXPIRED, not LOGOUT) ...
+    assert of(out, d.ChargeStop) == [d.ChargeStop(30, d.TerminationCause.AUTH_EXPIRED)]
+    # ... and both parties hear the announcement before their legs are released
+    caller, callee = of(out, d.Play)
+    assert (caller.leg, caller.prompts) == (d.Leg.CALLER, (d.P_EXHAUSTED, d.P_GOODBYE))
+    assert (callee.leg, callee.prompts) == (d.Leg.CALLEE, (d.P_EXHAUSTED,))
+    assert not of(out, d.Hangup) and not of(out, d.ReleaseCallee)
     out = drv.finish_prompt()
     assert out == [
         d.Hangup(d.EndReason.CREDIT_EXHAUSTED),
@@ -378,8 +369,8 @@ def test_update_refused_cuts_off():
     connected(drv, granted=60)
     drv.send(d.TimerExpired(d.T_QUOTA), 55.0)
     out = drv.send(d.ChargingAnswered(ok=False, result_code=4012), 0.1)
-    assert d.ReleaseCallee() in out
-    assert of(out, d.ChargeStop) == [d.ChargeStop(0)]
+    assert d.Unbridge() in out
+    assert of(out, d.ChargeStop) == [d.ChargeStop(0, d.TerminationCause.AUTH_EXPIRED)]
     assert of(out, d.Play)[0].prompts == (d.P_EXHAUSTED, d.P_GOODBYE)
 
 
@@ -404,6 +395,7 @@ def test_ocs_silent_is_a_service_error():
     drv.send(d.FarEndAnswered(1.0), 1.0)
     out = drv.send(d.TimerExpired(d.T_CHARGING), 10.0)
     assert d.ReleaseCallee() in out
+    assert of(out, d.ChargeStop)[0].cause is d.TerminationCause.BAD_ANSWER
     assert of(out, d.Play)[0].prompts == (d.P_SERVICE_ERROR, d.P_GOODBYE)
 
 
@@ -420,7 +412,7 @@ def test_caller_hangup_while_ringing_cancels_far_end_without_charging():
 
 def test_caller_hangup_in_menu_just_ends():
     drv = Driver()
-    drv.send(d.CallOffered("0611223344", "6000"))
+    offer_access(drv)
     out = drv.send(d.CallerHungUp())
     assert not of(out, d.ReleaseCallee)
     assert not of(out, d.Hangup)
@@ -440,6 +432,7 @@ def test_one_step_hit_connects_without_prompt_and_charges_caller():
     assert out == [d.CheckDestination(ALICE, "0141587070", d.SubscriberKind.E164, "0611223344")]
     out = drv.send(d.DestinationChecked(d.DestinationStatus.OK, 600))
     assert of(out, d.Connect) == [d.Connect("0141587070")]
+    assert of(out, d.Ringing) == [d.Ringing()]  # 180 to the caller while it rings
     assert not of(out, d.Play) and not of(out, d.Answer)
     out = drv.send(d.FarEndAnswered(3.0), 3.0)
     assert of(out, d.ChargeStart)[0].subscriber is d.SubscriberKind.E164
@@ -472,7 +465,7 @@ def test_one_step_far_end_failure_rejects_caller():
     drv.send(d.DidLookedUp("0141587070"))
     drv.send(d.DestinationChecked(d.DestinationStatus.OK, 600))
     out = drv.send(d.FarEndFailed("busy", 486))
-    assert of(out, d.Reject) == [d.Reject(480, "Temporarily Unavailable")]
+    assert of(out, d.Reject) == [d.Reject(486, "Busy Here")]  # relayed, not generic
 
 
 @pytest.mark.parametrize(
@@ -503,14 +496,14 @@ def test_one_step_final_units_cut_off():
     drv.send(d.FarEndAnswered(1.0), 1.0)
     drv.send(d.ChargingAnswered(ok=True, granted=20, final=True))
     out = drv.send(d.TimerExpired(d.T_CUTOFF), 20.0)
-    assert of(out, d.ChargeStop) == [d.ChargeStop(20)]
+    assert of(out, d.ChargeStop) == [d.ChargeStop(20, d.TerminationCause.AUTH_EXPIRED)]
     assert of(out, d.Play)[0].prompts == (d.P_EXHAUSTED, d.P_GOODBYE)
 
 
 def test_late_and_unrelated_events_are_ignored():
     drv = Driver()
     assert drv.send(d.DigitReceived("1")) == []
-    drv.send(d.CallOffered("0611223344", "6000"))
+    offer_access(drv)
     assert drv.send(d.FarEndAnswered(1.0)) == []
     assert drv.send(d.TimerExpired("other")) == []
     assert drv.send(d.PromptFinished(999)) == []
@@ -521,7 +514,7 @@ def test_operator_abort_asr_releases_both_legs():
     connected(drv)
     out = drv.send(d.ChargingAborted(), 20.0)
     assert out[0] == d.ReleaseCallee()
-    assert of(out, d.ChargeStop) == [d.ChargeStop(20)]
+    assert of(out, d.ChargeStop) == [d.ChargeStop(20, d.TerminationCause.ADMINISTRATIVE)]
     assert of(out, d.Play)[0].prompts == (d.P_GOODBYE,)
     assert drv.finish_prompt()[0] == d.Hangup(d.EndReason.ABORTED)
 

@@ -18,8 +18,9 @@ from ivr_bridge.service import BridgeSettings, IvrBridge, PromptLibrary
 from ivr_bridge.sip import sdp
 from ivr_bridge.sip.ua import InboundCall, OutboundCall, SipUserAgent
 from ivr_bridge.speech import all_words, prompt_name
+from tests.unit.ivr_fakes import FakeLockout, MemoryLogSink
 
-ACCOUNT = d.AccountInfo(1, "1001", "EN", 203800, Decimal("20.38"), 16)
+ACCOUNT = d.AccountInfo(1, "1001", "EN", 203800, Decimal("20.38"))
 
 
 class FakeDirectory:
@@ -57,7 +58,7 @@ class FakeSession:
         self.log.append(("U", used))
         return d.ChargingAnswered(True, self.grant, self.final)
 
-    async def stop(self, used: int) -> d.ChargingAnswered:
+    async def stop(self, used: int, cause=d.TerminationCause.LOGOUT) -> d.ChargingAnswered:
         self.log.append(("T", used))
         return d.ChargingAnswered(True)
 
@@ -173,12 +174,13 @@ async def rig(prompts):
 
     async def settings() -> BridgeSettings:
         return BridgeSettings(
-            d.DialogConfig(first_digit_timeout=2, inter_digit_timeout=0.5), gateway
+            d.DialogConfig(first_digit_timeout=2, inter_digit_timeout=0.5, one_step_access=False),
+            gateway,
         )
 
     bridge = IvrBridge(
         "127.0.0.1", 0, directory=directory, charging=charging, settings=settings,
-        prompts=prompts,
+        prompts=prompts, lockout=FakeLockout(), log_sink=MemoryLogSink(),
     )  # fmt: skip
     await bridge.start()
     phone = await Phone.create()

@@ -230,3 +230,17 @@ def test_every_prompt_is_committed_as_8khz_ulaw(lang):
         assert 800 <= size <= 80_000, stem  # 0.1 s .. 10 s of 8 kHz µ-law
         total += size
     assert total < 2_000_000
+
+
+def test_tones_are_committed_and_resolved_by_the_library():
+    from ivr_bridge import dialog
+    from ivr_bridge.service import PROMPTS_DIR, PromptLibrary
+
+    library = PromptLibrary()
+    for tone in dialog.TONES:
+        audio = (PROMPTS_DIR / "tones" / f"{tone}.ul").read_bytes()
+        assert library.get("FR", tone) == library.get("EN", tone) == audio
+    assert len(library.get("FR", dialog.TONE_RINGBACK)) == 5 * 8000  # 1.5 s on, 3.5 s off
+    # "en:name" speaks that prompt in English whatever the call's language
+    assert library.get("FR", "en:language_option") == library.get("EN", "language_option")
+    assert library.get("FR", "en:language_option") != library.get("FR", "language_option")
