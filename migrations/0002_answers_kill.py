@@ -2,6 +2,8 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 from tortoise import fields
 
+from migrations._columns import AddFilledColumn, RetypeColumn
+
 async def _sqlite_expiry_index(apps, schema_editor) -> None:
     # The initial schema created this index on PostgreSQL only; the Tcc sweep needs it.
     if schema_editor.client.capabilities.dialect == "sqlite":
@@ -24,7 +26,7 @@ class Migration(migrations.Migration):
                 ('request_type', fields.SmallIntField()),
                 ('request_number', fields.BigIntField()),
                 ('answer', fields.TextField(unique=False)),
-                ('created_at', fields.DatetimeField(db_index=True, auto_now=False, auto_now_add=False)),
+                ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=False)),
             ],
             options={'table': 'cc_answer', 'app': 'ocs', 'unique_together': (('session_id', 'request_type', 'request_number'),), 'pk_attr': 'id', 'table_description': 'Every credit-control answer given, so that any copy of a request, reaching any OCS'},
             bases=['Model'],
@@ -34,13 +36,23 @@ class Migration(migrations.Migration):
             name='last_request_number',
             field=fields.BigIntField(default=0),
         ),
-        ops.AddField(
+        AddFilledColumn(
             model_name='CreditSession',
             name='killed',
             field=fields.BooleanField(default=False),
+            sql_type='BOOLEAN',
+            default_sql='FALSE',
         ),
         ops.RenameField(
             model_name='CreditSession', old_name='last_answer', new_name='charging_state'
+        ),
+        # JSON text, not jsonb: written on every request, read only by the charging core.
+        RetypeColumn(
+            model_name='CreditSession',
+            name='charging_state',
+            field=fields.TextField(null=True, unique=False),
+            postgres_sql='ALTER TABLE credit_session ALTER COLUMN charging_state TYPE TEXT'
+            ' USING charging_state::TEXT',
         ),
         # Closed sessions have no expiry any more: the Tcc sweep's index scan sees open ones.
         ops.RunSQL("UPDATE credit_session SET expires_at = NULL WHERE state = 'closed'"),

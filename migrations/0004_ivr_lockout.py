@@ -3,6 +3,8 @@ from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
 from tortoise import fields
+
+from migrations._columns import AddFilledColumn
 from tortoise.indexes import Index
 
 class Migration(migrations.Migration):
@@ -45,9 +47,11 @@ class Migration(migrations.Migration):
             options={'table': 'ivr_log', 'app': 'ocs', 'pk_attr': 'id', 'table_description': 'One service-log line: a dialog step of an IVR call (`ivr_bridge.servicelog`).'},
             bases=['Model'],
         ),
-        ops.AddField(
+        AddFilledColumn(
             model_name='Account',
             name='ivr_pin_required',
             field=fields.BooleanField(default=False),
+            sql_type='BOOLEAN',
+            default_sql='FALSE',
         ),
     ]

@@ -140,7 +140,9 @@ class CreditSession(Model):
     # CC-Request-Number is an Unsigned32: it does not fit an INTEGER column.
     last_request_number = fields.BigIntField(default=0)
     # What another process needs to carry the call on: tariff, services, usage pieces.
-    charging_state: fields.JSONField[Any] = fields.JSONField(null=True)
+    # JSON text (ocs.charging.state): written on every request, read only by the charging
+    # core, so not jsonb (PostgreSQL would parse it on every write)
+    charging_state = fields.TextField(null=True)
     started_at = fields.DatetimeField()
     # Open sessions only (NULL once closed), so the Tcc sweep's index scan sees live ones.
     expires_at = fields.DatetimeField(null=True, db_index=True)
@@ -162,7 +164,7 @@ class CcAnswer(Model):
     request_type = fields.SmallIntField()
     request_number = fields.BigIntField()
     answer = fields.TextField()  # JSON (ocs.charging.state.answer_to_json)
-    created_at = fields.DatetimeField(db_index=True)
+    created_at = fields.DatetimeField()  # purged in id order (ids grow with time)
 
     class Meta:
         table = "cc_answer"

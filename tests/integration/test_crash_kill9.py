@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import sys
 from pathlib import Path
@@ -24,7 +25,6 @@ from ocs.diameter import GyClient
 from ocs.models import Cdr, CreditSession, LedgerEntry, LedgerKind
 from ocs.settings_store import save_operator_settings
 from tests.calls import ccr
-from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 KILLS = int(os.environ.get("OCS_CRASH_KILLS", "20"))
@@ -32,7 +32,11 @@ CALLS = 120  # per life of the server: many are left open by the kill, for the s
 NUMBERS = ("1001", "1002", "7100")
 
 
-async def _start(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
+LISTENING = re.compile(rb"ocs\.serve: Diameter server on [\d.]+:(\d+)")
+
+
+async def _start(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, int]:
+    """`ocs serve --only ocs` on a port it picks (port 0); returns it with its port."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -41,21 +45,23 @@ async def _start(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
         "--only",
         "ocs",
         cwd=ROOT,
-        env=env,
+        env={**env, "OCS_DIAMETER_PORT": "0"},
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
         start_new_session=True,  # its own process group: kill -9 takes its workers too
     )
-    deadline = asyncio.get_running_loop().time() + 30
-    while True:
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            return proc
-        except OSError:
-            if proc.returncode is not None or asyncio.get_running_loop().time() > deadline:
-                raise AssertionError("ocs serve did not start") from None
-            await asyncio.sleep(0.05)
+    assert proc.stderr is not None
+    while line := await asyncio.wait_for(proc.stderr.readline(), 30):
+        if m := LISTENING.search(line):
+            # keep reading its log, so that it never blocks on a full pipe
+            asyncio.get_running_loop().create_task(_drain(proc.stderr))
+            return proc, int(m.group(1))
+    raise AssertionError("ocs serve did not start")
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
 
 
 def _kill9(proc: asyncio.subprocess.Process) -> None:
@@ -128,13 +134,11 @@ async def test_kill9_in_a_loop_loses_nothing(db, tmp_path) -> None:
         initial[number] = 40_000
     # short grants and validity so that silent sessions are swept during the loop
     await save_operator_settings({"default_grant": 1, "validity_time": 1})
-    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "OCS_DATA_DIR": str(tmp_path),
         "OCS_DATABASE_URL": db.database_url,
-        "OCS_DIAMETER_PORT": str(port),
         "OCS_DIAMETER_ORIGIN_HOST": "ocs.test",
         "OCS_DIAMETER_REALM": "test",
         "OCS_TCC_GRACE": "0.2",
@@ -142,7 +146,7 @@ async def test_kill9_in_a_loop_loses_nothing(db, tmp_path) -> None:
     rng = random.Random(1309)
     loads: list[Load] = []
     for k in range(KILLS):
-        proc = await _start(env, port)
+        proc, port = await _start(env)
         load = Load(port, f"{k}", rng)
         loads.append(load)
         runner = asyncio.create_task(load.run(CALLS))
@@ -152,7 +156,7 @@ async def test_kill9_in_a_loop_loses_nothing(db, tmp_path) -> None:
         await runner
 
     # one last start: the sweep settles what the dead processes left open
-    proc = await _start(env, port)
+    proc, port = await _start(env)
     try:
         deadline = asyncio.get_running_loop().time() + 60
         while await CreditSession.filter(state="open").count():
@@ -223,18 +227,16 @@ async def test_kill9_during_the_sweep_after_a_restart_leaves_nothing_open(db, tm
     await load_demo()
     acc = await accounts.get_account("1001")
     await save_operator_settings({"default_grant": 1, "validity_time": 1})
-    port = free_port()
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "OCS_DATA_DIR": str(tmp_path),
         "OCS_DATABASE_URL": db.database_url,
-        "OCS_DIAMETER_PORT": str(port),
         "OCS_DIAMETER_ORIGIN_HOST": "ocs.test",
         "OCS_DIAMETER_REALM": "test",
         "OCS_TCC_GRACE": "0.2",
     }
-    proc = await _start(env, port)
+    proc, port = await _start(env)
     gy = GyClient("127.0.0.1", port, "opener.test", "test", timeout=10.0)
     await gy.connect()
     opened = await asyncio.gather(
@@ -248,11 +250,11 @@ async def test_kill9_during_the_sweep_after_a_restart_leaves_nothing_open(db, tm
     _kill9(proc)
     await proc.wait()
     for offset in (1.05, 1.15, 1.3, 1.5):  # the sweep runs 1 s after the start
-        proc = await _start(env, port)
+        proc, port = await _start(env)
         await asyncio.sleep(offset)
         _kill9(proc)
         await proc.wait()
-    proc = await _start(env, port)
+    proc, port = await _start(env)
     try:
         deadline = asyncio.get_running_loop().time() + 60
         while await CreditSession.filter(state="open").count():
