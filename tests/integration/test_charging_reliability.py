@@ -19,7 +19,7 @@ from ocs.credit_control import RequestedAction, RequestType, ResultCode
 from ocs.demo import load_demo
 from ocs.diameter.errors import RequestTimeout
 from ocs.events import EventBus
-from ocs.models import Cdr, LedgerEntry, LedgerKind
+from ocs.models import CcAnswer, Cdr, LedgerEntry, LedgerKind
 from ocs.settings_store import save_operator_settings
 from tests.calls import Clock, ccr
 
@@ -229,3 +229,15 @@ async def test_a_call_ended_for_its_authorised_time_is_recorded_as_credit_exhaus
     t = ccr("cut", RequestType.TERMINATE, 1, used=30)
     await a.handle(dataclasses.replace(t, termination_cause=6))  # DIAMETER_AUTH_EXPIRED
     assert (await Cdr.get(session_id="cut")).end_reason == "CREDIT_EXHAUSTED"
+
+
+async def test_answers_are_kept_for_the_retention_then_purged(two) -> None:
+    a, _, clock = two
+    a.answer_retention = 60
+    await a.handle(ccr("old", RequestType.EVENT, 0, action=DEBIT, requested=1))
+    clock.advance(61)
+    await a.handle(ccr("new", RequestType.EVENT, 0, action=DEBIT, requested=1))
+    assert await a.purge_answers() == 1
+    assert await a.purge_answers() == 0
+    assert await CcAnswer.filter(session_id="new").count() == 1
+    assert await CcAnswer.filter(session_id="old").count() == 0
