@@ -11,6 +11,7 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -83,6 +84,7 @@ def _shape(result: Any) -> Any:
     return result
 
 
+@pytest.mark.ledger_only  # drives ocs.ledger below sessions and CDRs
 @settings(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
