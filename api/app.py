@@ -22,6 +22,7 @@ from litestar.stores.file import FileStore
 
 from api import auth
 from api.errors import ApiError, api_error_handler, http_error_handler, server_error_handler
+from api.strict_input import input_guard
 from api.templating import STATIC, VERSION, template_config
 from api.web import CTX_KEY
 from ocs import metrics
@@ -113,7 +114,7 @@ def create_app(ctx: ServeContext, *, extra_routes: list[Any] | None = None) -> L
     state = State({CTX_KEY: ctx, STOPPING_KEY: asyncio.Event()})
     return Litestar(
         route_handlers=routes,
-        guards=[auth.auth_guard],
+        guards=[auth.auth_guard, input_guard],
         middleware=[auth.session_config().middleware],
         stores={auth.SESSION_STORE: FileStore(sessions_dir, create_directories=True)},
         csrf_config=CSRFConfig(
@@ -121,7 +122,9 @@ def create_app(ctx: ServeContext, *, extra_routes: list[Any] | None = None) -> L
             cookie_name="ocs_csrf",
             cookie_httponly=False,
             cookie_samesite="strict",
-            exclude=["/api/"],
+            # Anchored: only the REST prefix (API-key auth, no cookies) skips CSRF, not any
+            # path that merely contains "/api/".
+            exclude=["^/api/"],
         ),
         template_config=template_config(),
         openapi_config=openapi,

@@ -19,7 +19,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 from api.errors import ApiError
 from api.live import live_calls
 from api.web import ctx_of, rating_field
-from ocs import accounts, ledger, money, rating, tariffs
+from ocs import accounts, ledger, money, numbers, rating, tariffs
 from ocs.models import Account, CreditSession, LedgerEntry, SessionState
 from ocs.models import Tariff as TariffRow
 from ocs.settings_store import (
@@ -337,6 +337,10 @@ class AccountController(Controller):
             field = "units"
         if units <= 0:
             raise ApiError(422, "invalid", "credit must be positive", field)
+        try:
+            numbers.check_units(units)
+        except numbers.NumberError as exc:
+            raise ApiError(422, "invalid", str(exc), field) from None
         if len(data.note) > 255:
             raise ApiError(422, "invalid", "note is at most 255 characters", "note")
         try:

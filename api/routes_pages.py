@@ -12,7 +12,7 @@ from litestar.response import Redirect, Response, Template
 
 from api.templating import render_page
 from api.web import flash, form_dict, page_context, rating_field
-from ocs import accounts, admin_auth, ledger, money, rating, tariffs
+from ocs import accounts, admin_auth, ledger, money, numbers, rating, tariffs
 from ocs.models import Account, LedgerEntry
 from ocs.models import Tariff as TariffRow
 from ocs.settings_store import (
@@ -217,13 +217,15 @@ async def user_credit(request: Request[Any, Any, Any], number: str) -> Redirect:
         if form.get("unit", "units") == "money":
             units = money.money_to_units(money.parse_money(raw), ops.unit_price)
         else:
-            if not raw.lstrip("+").isdigit():
-                raise money.MoneyError(f"not a whole number of units: {raw!r}")
-            units = int(raw)
+            try:
+                units = numbers.parse_int(raw)
+            except numbers.NumberError:
+                raise money.MoneyError(f"not a whole number of units: {raw!r}") from None
+        numbers.check_units(units)
         posted = await ledger.credit(
             account.id, units, actor="admin", note=form.get("note", "").strip()[:255]
         )
-    except (money.MoneyError, ledger.LedgerError) as exc:
+    except (money.MoneyError, numbers.NumberError, ledger.LedgerError) as exc:
         flash(request, f"Credit refused: {exc}", "error")
     else:
         shown = money.format_money(money.units_to_money(units, ops.unit_price))
