@@ -21,6 +21,7 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.response import Redirect, Template
 
+from api import sessions
 from api.templating import render_page
 from api.web import flash, form_dict, page_context
 from ocs import admin_auth, apikeys
@@ -50,14 +51,15 @@ def load_secret(data_dir: Path, name: str = "web.key") -> bytes:
     return data
 
 
-def session_config() -> ServerSideSessionConfig:
-    return ServerSideSessionConfig(
+def session_config(*, secure: bool = False) -> ServerSideSessionConfig:
+    """`secure`: the cookie is only sent over HTTPS (set when the server itself speaks TLS)."""
+    return sessions.OcsSessionConfig(
         key="ocs_session",
         store=SESSION_STORE,
         max_age=SESSION_MAX_AGE,
         httponly=True,
         samesite="lax",
-        secure=False,  # the UI is usually behind TLS termination or on localhost
+        secure=secure,
         renew_on_access=True,
     )
 
@@ -127,6 +129,7 @@ def _safe_next(target: str | None) -> str:
 
 
 async def _start_session(request: Request[Any, Any, Any]) -> None:
+    sessions.rotate(request)  # a new id at login: an id known before it is worthless
     request.clear_session()
     request.set_session(
         {"admin": True, "tag": admin_auth.password_tag(await admin_auth.password_record())}

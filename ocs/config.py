@@ -34,6 +34,13 @@ class Settings:
     sip_port: int = 5060
     mqtt_url: str | None = None
     tcc_grace: float = 10.0  # seconds past Validity-Time before a silent session is closed
+    # HTTPS for the web UI/API: PEM certificate (chain) and private key; both or neither.
+    web_tls_cert: Path | None = None
+    web_tls_key: Path | None = None
+
+    @property
+    def web_tls(self) -> bool:
+        return self.web_tls_cert is not None
 
     @property
     def is_sqlite(self) -> bool:
@@ -59,6 +66,8 @@ _ENV: dict[str, str] = {
     "OCS_SIP_PORT": "sip_port",
     "OCS_MQTT_URL": "mqtt_url",
     "OCS_TCC_GRACE": "tcc_grace",
+    "OCS_WEB_TLS_CERT": "web_tls_cert",
+    "OCS_WEB_TLS_KEY": "web_tls_key",
 }
 
 _INT_FIELDS = {"web_port", "diameter_port", "sip_port"}
@@ -83,6 +92,21 @@ def _parse_peers(raw: Any) -> tuple[str, ...]:
     else:
         raise ConfigError(f"diameter_peers must be a comma-separated list, got {raw!r}")
     return tuple(p for p in items if p)
+
+
+def _web_tls(values: dict[str, Any]) -> None:
+    cert, key = values.get("web_tls_cert"), values.get("web_tls_key")
+    if not cert and not key:
+        values.pop("web_tls_cert", None)
+        values.pop("web_tls_key", None)
+        return
+    if not cert or not key:
+        raise ConfigError("web_tls_cert and web_tls_key must be set together")
+    for name, raw in (("web_tls_cert", cert), ("web_tls_key", key)):
+        path = Path(str(raw))
+        if not path.is_file():
+            raise ConfigError(f"{name}: no such file {path}")
+        values[name] = path
 
 
 def load_settings(
@@ -129,6 +153,7 @@ def load_settings(
     elif host not in _LOOPBACK:
         # Admitting any peer is only a safe default while nobody else can connect.
         values["diameter_peers"] = ()
+    _web_tls(values)
     url = str(values["database_url"])
     if not url.startswith(("sqlite://", "postgres://", "asyncpg://", "psycopg://")):
         raise ConfigError(f"OCS_DATABASE_URL must be a sqlite:// or postgres:// URL, got {url!r}")
