@@ -38,6 +38,7 @@ ROUTE_MODULES: list[str] = [
     "api.routes_supervision",
     "api.routes_api",
     "api.routes_cdr",
+    "api.routes_admin",
 ]
 
 STOPPING_KEY = "ocs_stopping"

@@ -34,6 +34,9 @@ TABLES = (
     "tariff",
     "setting",
     "api_key",
+    "operator",
+    "audit_entry",
+    "login_throttle",
     "account",
 )
 
