@@ -3,7 +3,9 @@
 Fixed windows, one counter row per (scope, window) in `login_throttle`, bumped by one atomic
 upsert (`INSERT ... ON CONFLICT DO UPDATE ... RETURNING`, same SQL on SQLite and
 PostgreSQL). An attempt is counted *before* its password is checked, so concurrent guesses
-cannot slip past a limit; a successful login hands its counts back.
+cannot slip past a limit. A successful login clears its name's count and gives its address
+back that one attempt (someone with an account of their own must not wipe their failed
+guesses at other names by logging in).
 
 Limits (`LIMITS`), checked in this order:
 
@@ -102,6 +104,11 @@ async def _give_back(key: str) -> None:
     )
 
 
+async def _forget(key: str) -> None:
+    await connection().execute_query(_sql('DELETE FROM "login_throttle" WHERE "key" = ?'),
+                                     [key])
+
+
 async def purge(now: float | None = None) -> None:
     """Delete the counters of windows that have ended."""
     await connection().execute_query(
@@ -131,12 +138,17 @@ class LoginThrottle:
         return Decision(True)
 
     async def succeeded(self, name: str, address: str) -> None:
-        """A good password: the name and address counts were not failures."""
+        """A good password: the name's failures are forgiven (its owner is back); the
+        address only gets this attempt back (a guesser with an account of their own must
+        not wipe their failed guesses at other names by logging in)."""
         now = self.clock()
         subject = subjects(name, address)
         for limit in self.limits:
-            if limit.scope != "global":
-                await _give_back(counter_key(limit, subject[limit.scope], now))
+            key = counter_key(limit, subject[limit.scope], now)
+            if limit.scope == "user":
+                await _forget(key)
+            elif limit.scope == "addr":
+                await _give_back(key)
 
 
 default = LoginThrottle()
