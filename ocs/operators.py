@@ -28,9 +28,10 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,31}$")
 ROLES = tuple(r.value for r in OperatorRole)
 RANK = {OperatorRole.READONLY: 0, OperatorRole.OPERATOR: 1, OperatorRole.ADMIN: 2}
 
-# At most two scrypt computations at once per process (each ~16 MiB, ~50 ms of one core):
-# a flood queues here instead of taking every core from the charging server.
-_HASHERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="scrypt")
+# One scrypt computation at a time per process (~16 MiB, ~50 ms of one core): a flood
+# queues here instead of taking the cores of the charging server (the global login cap,
+# 120 per minute, is far below what one thread hashes).
+_HASHERS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scrypt")
 # Verified when the name is unknown, so a wrong name costs the same time as a wrong password.
 _DUMMY = admin_auth.hash_password("no such operator: timing equaliser")
 
