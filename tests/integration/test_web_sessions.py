@@ -9,9 +9,11 @@ import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from litestar import Request, get
 from litestar.stores.file import FileStore
 
 from api.security_headers import DOCS_CSP, PAGE_CSP
@@ -109,6 +111,24 @@ async def test_a_planted_session_id_is_not_adopted_at_login(ctx: ServeContext) -
         assert (await victim.client.get("/users")).status_code == 200
         attacker_client.cookies.set("ocs_session", planted)
         assert (await attacker_client.get("/users")).status_code == 303  # not logged in
+
+
+@get("/remember", opt={"auth": "public"}, include_in_schema=False)
+async def remember(request: Request[Any, Any, Any]) -> str:
+    """A page that keeps something in an anonymous session (as a flash message would)."""
+    request.session["seen"] = True
+    return "ok"
+
+
+async def test_an_unknown_session_id_is_never_adopted(ctx: ServeContext) -> None:
+    planted = "b" * 64
+    async with asgi_client(ctx, extra_routes=[remember]) as c:
+        c.cookies.set("ocs_session", planted)
+        r = await c.get("/remember")
+        issued = set_cookie(r, "ocs_session")
+        assert issued is not None and planted not in issued
+    store = FileStore(ctx.settings.data_dir / "web_sessions")
+    assert not await store.exists(planted)
 
 
 async def test_login_rotates_an_existing_session_id(anon: Browser, ctx: ServeContext) -> None:
