@@ -48,7 +48,7 @@ if mode in ("on-loop", "executor"):
                                      login_throttle.Limit("global", 10**9, 60))
 if mode == "on-loop":
     async def verify(record, password):  # the pre-fix behaviour: hash on the loop
-        ok = admin_auth.verify_hash(record or operators._DUMMY, password)
+        ok = admin_auth.verify_hash(record or operators._dummy(), password)
         return ok and record is not None
     operators.verify = verify
 from ocs.cli import main

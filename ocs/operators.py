@@ -12,6 +12,7 @@ demoted); hashing runs in a worker thread so a login flood never blocks the even
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -32,8 +33,13 @@ RANK = {OperatorRole.READONLY: 0, OperatorRole.OPERATOR: 1, OperatorRole.ADMIN: 
 # queues here instead of taking the cores of the charging server (the global login cap,
 # 120 per minute, is far below what one thread hashes).
 _HASHERS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scrypt")
-# Verified when the name is unknown, so a wrong name costs the same time as a wrong password.
-_DUMMY = admin_auth.hash_password("no such operator: timing equaliser")
+
+
+@functools.cache
+def _dummy() -> dict[str, Any]:
+    """Checked when the name is unknown, so a wrong name costs what a wrong password does
+    (made on first use: importing this module must not cost a hash)."""
+    return admin_auth.hash_password("no such operator: timing equaliser")
 
 
 class OperatorError(ValueError):
@@ -77,9 +83,13 @@ async def hash_password(password: str) -> dict[str, Any]:
 async def verify(record: dict[str, Any] | None, password: str) -> bool:
     """scrypt check in the hashing pool (never on the event loop)."""
     loop = asyncio.get_running_loop()
-    ok = await loop.run_in_executor(_HASHERS, admin_auth.verify_hash, record or _DUMMY,
-                                    password)
+    ok = await loop.run_in_executor(_HASHERS, _check, record, password)
     return ok and record is not None
+
+
+def _check(record: dict[str, Any] | None, password: str) -> bool:
+    """In the hashing thread (the dummy record too is made there, on first use)."""
+    return admin_auth.verify_hash(record or _dummy(), password)
 
 
 async def get(name: str) -> Operator:
