@@ -19,9 +19,11 @@ from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.stores.file import FileStore
 
-from api import auth
+from api import auth, sessions
 from api.api_docs import api_docs_plugin, swagger_redirect
 from api.errors import ApiError, api_error_handler, http_error_handler, server_error_handler
+from api.security_headers import add_security_headers
+from api.strict_input import input_guard
 from api.templating import STATIC, VERSION, template_config
 from api.web import CTX_KEY
 from ocs import metrics
@@ -39,6 +41,7 @@ ROUTE_MODULES: list[str] = [
     "api.routes_ops",
     "api.routes_ops_pages",
     "api.routes_ivr",
+    "api.routes_admin",
 ]
 
 STOPPING_KEY = "ocs_stopping"
@@ -114,18 +117,36 @@ def create_app(ctx: ServeContext, *, extra_routes: list[Any] | None = None) -> L
         security=[{"ApiKey": []}, {"Bearer": []}],
     )
     sessions_dir = data_dir / "web_sessions"
+    session_store = FileStore(sessions_dir, create_directories=True)
     state = State({CTX_KEY: ctx, STOPPING_KEY: asyncio.Event()})
+    secure = ctx.settings.web_tls  # cookies only over HTTPS when the server speaks it
+    purge: list[asyncio.Task[None]] = []
+
+    async def start_purge() -> None:
+        purge.append(asyncio.create_task(sessions.purge_loop(session_store),
+                                          name="web-session-purge"))
+
+    async def stop_purge() -> None:
+        while purge:
+            await sessions.stop_task(purge.pop())
+
     return Litestar(
         route_handlers=routes,
-        guards=[auth.auth_guard],
-        middleware=[auth.session_config().middleware],
-        stores={auth.SESSION_STORE: FileStore(sessions_dir, create_directories=True)},
+        guards=[auth.auth_guard, input_guard],
+        middleware=[auth.session_config(secure=secure).middleware],
+        stores={auth.SESSION_STORE: session_store},
+        before_send=[add_security_headers],
+        on_startup=[start_purge],
+        on_shutdown=[stop_purge],
         csrf_config=CSRFConfig(
             secret=csrf_secret,
             cookie_name="ocs_csrf",
             cookie_httponly=False,
             cookie_samesite="strict",
-            exclude=["/api/"],
+            cookie_secure=secure,
+            # Anchored: only the REST prefix (API-key auth, no cookies) skips CSRF, not any
+            # path that merely contains "/api/".
+            exclude=["^/api/"],
         ),
         template_config=template_config(),
         openapi_config=openapi,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -11,6 +12,8 @@ from litestar.response import Redirect
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from api.templating import render_page
+
+log = logging.getLogger("api.errors")
 
 
 class ApiError(Exception):
@@ -65,6 +68,8 @@ def http_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Respo
     assert isinstance(exc, HTTPException)
     status = exc.status_code
     path = request.url.path
+    if status == HTTP_500_INTERNAL_SERVER_ERROR:
+        return server_error_handler(request, exc)
     if not is_machine_path(path):
         if isinstance(exc, NotAuthorizedException):
             target = "/login"
@@ -113,7 +118,12 @@ def _field_from_message(message: str) -> str:
 
 
 def server_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    request.logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    """A real bug: logged with its traceback; the caller learns nothing internal.
+
+    (Litestar's `request.logger` needs Litestar's logging config, which the app turns off:
+    the process configures logging itself, so a module logger is used.)"""
+    log.error("unhandled error on %s %s", request.method, request.url.path,
+              exc_info=(type(exc), exc, exc.__traceback__))
     if is_machine_path(request.url.path):
         return _json(HTTP_500_INTERNAL_SERVER_ERROR, {"error": "internal", "detail":
                                                       "internal server error"})

@@ -16,10 +16,11 @@ from litestar import Controller, Request, Response, delete, get, patch, post, pu
 from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
+from api.auth import actor, audit_log
 from api.errors import ApiError
 from api.live import live_calls
 from api.web import ctx_of, rating_field
-from ocs import accounts, ledger, money, rating, tariffs
+from ocs import accounts, ledger, money, numbers, rating, tariffs
 from ocs.models import Account, CreditSession, LedgerEntry, SessionState
 from ocs.models import Tariff as TariffRow
 from ocs.settings_store import (
@@ -246,8 +247,15 @@ def _tariff_out(row: TariffRow, ops: OperatorSettings) -> TariffOut:
 
 
 def _actor(request: Request[Any, Any, Any]) -> str:
-    key = getattr(request.state, "api_key", None)
-    return f"api:{key.name}"[:64] if key is not None else "api"
+    return actor(request)
+
+
+def _account_details(values: dict[str, Any]) -> dict[str, Any]:
+    """What a request set on an account, for the audit log (the PIN only as 'changed')."""
+    out = {k: v for k, v in values.items() if v is not None and k != "pin"}
+    if values.get("pin"):
+        out["pin"] = "changed"
+    return out
 
 
 # --- accounts -------------------------------------------------------------------------
@@ -271,7 +279,7 @@ class AccountController(Controller):
         return AccountList(items=items, total=page.total, offset=offset, limit=limit)
 
     @post("/", status_code=HTTP_201_CREATED)
-    async def create_account(self, data: AccountIn) -> AccountOut:
+    async def create_account(self, request: Request[Any, Any, Any], data: AccountIn) -> AccountOut:
         ops = await load_operator_settings()
         try:
             account = await accounts.create_account(
@@ -283,6 +291,8 @@ class AccountController(Controller):
             )
         except accounts.AccountError as exc:
             raise _conflict_or_invalid(exc) from None
+        await audit_log(request, "account.create", f"account {account.number}",
+                        _account_details(msgspec.structs.asdict(data)))
         return await _account_out(account, ops)
 
     @get("/{number:str}")
@@ -290,7 +300,8 @@ class AccountController(Controller):
         return await _account_out(await _account(number), await load_operator_settings())
 
     @patch("/{number:str}")
-    async def update_account(self, number: str, data: AccountPatch) -> AccountOut:
+    async def update_account(self, request: Request[Any, Any, Any], number: str,
+                             data: AccountPatch) -> AccountOut:
         account = await _account(number)
         try:
             account = await accounts.update_account(
@@ -303,10 +314,12 @@ class AccountController(Controller):
             )
         except accounts.AccountError as exc:
             raise _conflict_or_invalid(exc) from None
+        await audit_log(request, "account.update", f"account {account.number}",
+                        _account_details(msgspec.structs.asdict(data)))
         return await _account_out(account, await load_operator_settings())
 
     @delete("/{number:str}", status_code=HTTP_204_NO_CONTENT)
-    async def delete_account(self, number: str) -> None:
+    async def delete_account(self, request: Request[Any, Any, Any], number: str) -> None:
         """Only an account without history can be deleted; block the others instead."""
         account = await _account(number)
         if await LedgerEntry.filter(account_id=account.id).exists():
@@ -317,6 +330,7 @@ class AccountController(Controller):
         if await CreditSession.filter(account_id=account.id, state=SessionState.OPEN).exists():
             raise ApiError(409, "conflict", "account has a call in progress")
         await Account.filter(id=account.id).delete()
+        await audit_log(request, "account.delete", f"account {account.number}")
 
     @post("/{number:str}/credit", status_code=HTTP_201_CREATED)
     async def credit(self, request: Request[Any, Any, Any], number: str,
@@ -337,6 +351,10 @@ class AccountController(Controller):
             field = "units"
         if units <= 0:
             raise ApiError(422, "invalid", "credit must be positive", field)
+        try:
+            numbers.check_units(units)
+        except numbers.NumberError as exc:
+            raise ApiError(422, "invalid", str(exc), field) from None
         if len(data.note) > 255:
             raise ApiError(422, "invalid", "note is at most 255 characters", "note")
         try:
@@ -345,6 +363,8 @@ class AccountController(Controller):
             raise ApiError(422, "invalid", str(exc), field) from None
         except ledger.UnknownAccountId:
             raise ApiError(404, "not_found", f"no account {number}", "number") from None
+        await audit_log(request, "credit.add", f"account {account.number}",
+                        {"units": units, "entry": posted.entry_id, "note": data.note})
         return CreditOut(
             entry_id=posted.entry_id,
             units=units,
@@ -396,16 +416,21 @@ class AccountController(Controller):
         return CallerIdsOut(await accounts.caller_ids(account.id))
 
     @put("/{number:str}/caller-ids")
-    async def replace_caller_ids(self, number: str, data: CallerIdsIn) -> CallerIdsOut:
+    async def replace_caller_ids(self, request: Request[Any, Any, Any], number: str,
+                                 data: CallerIdsIn) -> CallerIdsOut:
         account = await _account(number)
         try:
             await accounts.update_account(account, caller_ids=data.caller_ids)
         except accounts.AccountError as exc:
             raise _conflict_or_invalid(exc) from None
-        return CallerIdsOut(await accounts.caller_ids(account.id))
+        listed = await accounts.caller_ids(account.id)
+        await audit_log(request, "account.update", f"account {account.number}",
+                        {"caller_ids": listed})
+        return CallerIdsOut(listed)
 
     @post("/{number:str}/caller-ids", status_code=HTTP_201_CREATED)
-    async def add_caller_id(self, number: str, data: CallerIdIn) -> CallerIdsOut:
+    async def add_caller_id(self, request: Request[Any, Any, Any], number: str,
+                            data: CallerIdIn) -> CallerIdsOut:
         account = await _account(number)
         current = await accounts.caller_ids(account.id)
         try:
@@ -417,10 +442,13 @@ class AccountController(Controller):
             await accounts.update_account(account, caller_ids=[*current, normalised])
         except accounts.AccountError as exc:
             raise _conflict_or_invalid(exc) from None
+        await audit_log(request, "callerid.add", f"account {account.number}",
+                        {"caller_id": normalised})
         return CallerIdsOut(await accounts.caller_ids(account.id))
 
     @delete("/{number:str}/caller-ids/{caller:str}", status_code=HTTP_204_NO_CONTENT)
-    async def delete_caller_id(self, number: str, caller: str) -> None:
+    async def delete_caller_id(self, request: Request[Any, Any, Any], number: str,
+                               caller: str) -> None:
         account = await _account(number)
         current = await accounts.caller_ids(account.id)
         try:
@@ -432,6 +460,8 @@ class AccountController(Controller):
         await accounts.update_account(
             account, caller_ids=[c for c in current if c != normalised]
         )
+        await audit_log(request, "callerid.delete", f"account {account.number}",
+                        {"caller_id": normalised})
 
     # DIDs
 
@@ -441,16 +471,19 @@ class AccountController(Controller):
         return [DidOut(d.id, d.did, d.forward_to) for d in await accounts.list_dids(account.id)]
 
     @post("/{number:str}/dids", status_code=HTTP_201_CREATED)
-    async def add_did(self, number: str, data: DidIn) -> DidOut:
+    async def add_did(self, request: Request[Any, Any, Any], number: str, data: DidIn) -> DidOut:
         account = await _account(number)
         try:
             row = await accounts.set_did(account.id, data.did, data.forward_to)
         except accounts.AccountError as exc:
             raise _conflict_or_invalid(exc) from None
+        await audit_log(request, "did.set", f"account {account.number}",
+                        {"did": row.did, "forward_to": row.forward_to})
         return DidOut(row.id, row.did, row.forward_to)
 
     @put("/{number:str}/dids/{did_id:int}")
-    async def update_did(self, number: str, did_id: int, data: DidIn) -> DidOut:
+    async def update_did(self, request: Request[Any, Any, Any], number: str, did_id: int,
+                         data: DidIn) -> DidOut:
         account = await _account(number)
         try:
             row = await accounts.set_did(account.id, data.did, data.forward_to, did_id=did_id)
@@ -458,13 +491,16 @@ class AccountController(Controller):
             raise _conflict_or_invalid(exc) from None
         except LookupError:
             raise ApiError(404, "not_found", f"no DID mapping {did_id} on this account") from None
+        await audit_log(request, "did.set", f"account {account.number}",
+                        {"did": row.did, "forward_to": row.forward_to})
         return DidOut(row.id, row.did, row.forward_to)
 
     @delete("/{number:str}/dids/{did_id:int}", status_code=HTTP_204_NO_CONTENT)
-    async def delete_did(self, number: str, did_id: int) -> None:
+    async def delete_did(self, request: Request[Any, Any, Any], number: str, did_id: int) -> None:
         account = await _account(number)
         if not await accounts.delete_did(account.id, did_id):
             raise ApiError(404, "not_found", f"no DID mapping {did_id} on this account")
+        await audit_log(request, "did.delete", f"account {account.number}", {"id": did_id})
 
 
 # --- tariffs --------------------------------------------------------------------------
@@ -515,13 +551,15 @@ class TariffController(Controller):
         return [_tariff_out(r, ops) for r in await tariffs.list_tariffs()]
 
     @post("/", status_code=HTTP_201_CREATED)
-    async def create_tariff(self, data: TariffIn) -> TariffOut:
+    async def create_tariff(self, request: Request[Any, Any, Any], data: TariffIn) -> TariffOut:
         ops = await load_operator_settings()
         tariff = _parse_tariff(data, ops)
         try:
             row = await tariffs.save_tariff(tariff)
         except tariffs.TariffError as exc:
             raise _conflict_or_invalid(exc) from None
+        await audit_log(request, "tariff.create", f"tariff {row.prefix}",
+                        msgspec.structs.asdict(data))
         return _tariff_out(row, ops)
 
     @get("/csv", media_type="text/csv")
@@ -567,6 +605,7 @@ class TariffController(Controller):
             raise ApiError(422, "invalid_csv", str(exc), f"line {exc.line}") from None
         except (tariffs.TariffError, rating.RatingError) as exc:
             raise ApiError(422, "invalid_csv", str(exc)) from None
+        await audit_log(request, "tariff.import", "tariffs", {"rows": count, "replace": replace})
         return ImportResult(count)
 
     @get("/{prefix:str}")
@@ -574,7 +613,8 @@ class TariffController(Controller):
         return _tariff_out(await _tariff_row(prefix), await load_operator_settings())
 
     @put("/{prefix:str}")
-    async def replace_tariff(self, prefix: str, data: TariffIn) -> TariffOut:
+    async def replace_tariff(self, request: Request[Any, Any, Any], prefix: str,
+                             data: TariffIn) -> TariffOut:
         """Replace a tariff (the body may rename its prefix)."""
         row = await _tariff_row(prefix)
         ops = await load_operator_settings()
@@ -583,12 +623,15 @@ class TariffController(Controller):
             saved = await tariffs.save_tariff(tariff, tariff_id=row.id)
         except tariffs.TariffError as exc:
             raise _conflict_or_invalid(exc) from None
+        await audit_log(request, "tariff.update", f"tariff {saved.prefix}",
+                        msgspec.structs.asdict(data))
         return _tariff_out(saved, ops)
 
     @delete("/{prefix:str}", status_code=HTTP_204_NO_CONTENT)
-    async def delete_tariff(self, prefix: str) -> None:
+    async def delete_tariff(self, request: Request[Any, Any, Any], prefix: str) -> None:
         row = await _tariff_row(prefix)
         await tariffs.delete_tariff(row.id)
+        await audit_log(request, "tariff.delete", f"tariff {row.prefix}")
 
 
 # --- live sessions --------------------------------------------------------------------
@@ -613,6 +656,7 @@ class SessionController(Controller):
             code = await control.kill(session_id)
         except LookupError:
             raise ApiError(404, "not_found", f"no live session {session_id}") from None
+        await audit_log(request, "session.kill", f"session {session_id}", {"result_code": code})
         return KillOut(session_id, code)
 
 
@@ -629,12 +673,18 @@ class SettingsController(Controller):
         return (await load_operator_settings()).as_json()
 
     @patch("/")
-    async def patch_settings(self, data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
+    async def patch_settings(self, request: Request[Any, Any, Any],
+                             data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
         """Change some parameters; all are validated before any is stored."""
+        before = (await load_operator_settings()).as_json()
         try:
-            return (await save_operator_settings(data)).as_json()
+            after = (await save_operator_settings(data)).as_json()
         except SettingsError as exc:
             raise ApiError(422, "invalid", exc.message, exc.field) from None
+        changed = {k: v for k, v in after.items() if before.get(k) != v}
+        if changed:
+            await audit_log(request, "config.update", "config", changed)
+        return after
 
 
 ROUTES: list[Any] = [AccountController, TariffController, SessionController, SettingsController]

@@ -16,6 +16,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from litestar.response import File, Redirect, Stream, Template
 from litestar.status_codes import HTTP_201_CREATED
 
+from api.auth import audit_log
 from api.errors import ApiError
 from api.templating import render_page
 from api.web import ctx_of, flash, page_context
@@ -142,6 +143,8 @@ async def start_billing(request: Request[Any, Any, Any]) -> Redirect:
     except billing.BillingError as exc:
         flash(request, f"Billing failed: {exc}", "error")
     else:
+        await audit_log(request, "billing.run", f"billing run {result.run_id}",
+                        {"file": result.filename, "accounts": result.accounts})
         flash(
             request,
             f"Statement {result.filename} written: {result.accounts} users, "
@@ -281,6 +284,8 @@ class BillingController(Controller):
             result = await billing.run_billing(ctx_of(request).settings)
         except billing.BillingConflict as exc:
             raise ApiError(409, "conflict", str(exc)) from None
+        await audit_log(request, "billing.run", f"billing run {result.run_id}",
+                        {"file": result.filename, "accounts": result.accounts})
         run = await BillingRun.get(id=result.run_id)
         return _run_out(run)
 

@@ -18,8 +18,8 @@ from litestar.params import Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
+from api import auth
 from api.errors import ApiError
-from api.web import actor_of
 from ocs import (
     account_csv,
     account_search,
@@ -283,7 +283,7 @@ class AdjustmentController(Controller):
         units = units_from(data.units, data.amount, ops, signed=True)
         try:
             done = await adjustments.adjust(number, units, reason=data.reason,
-                                            actor=actor_of(request))
+                                            actor=auth.actor(request))
         except accounts.UnknownAccount:
             raise ApiError(404, "not_found", f"no account {number}", "number") from None
         except adjustments.AdjustmentError as exc:
@@ -305,7 +305,7 @@ class RefundController(Controller):
         ops = await load_operator_settings()
         try:
             done = await adjustments.refund_call(cdr_id, reason=data.reason, units=data.units,
-                                                 actor=actor_of(request))
+                                                 actor=auth.actor(request))
         except LookupError:
             raise ApiError(404, "not_found", f"no call {cdr_id}") from None
         except adjustments.AdjustmentError as exc:
@@ -326,7 +326,7 @@ class VoucherController(Controller):
         404 unknown code or account, 409 already used, 410 expired or voided."""
         ops = await load_operator_settings()
         try:
-            got = await vouchers.redeem(data.code, data.account, actor=actor_of(request))
+            got = await vouchers.redeem(data.code, data.account, actor=auth.actor(request))
         except vouchers.VoucherError as exc:
             raise voucher_error(exc) from None
         except accounts.UnknownAccount:
@@ -356,7 +356,7 @@ class VoucherBatchController(Controller):
         value = units_from(data.units, data.amount, ops)
         try:
             gen = await vouchers.generate_batch(
-                data.count, value, actor=actor_of(request), expires_at=data.expires_at,
+                data.count, value, actor=auth.actor(request), expires_at=data.expires_at,
                 label=data.label,
             )
         except vouchers.BatchError as exc:
@@ -377,7 +377,7 @@ class VoucherBatchController(Controller):
     async def void_batch(self, request: Request[Any, Any, Any], batch_id: int) -> VoidOut:
         """Cancel the batch's unused vouchers (used ones stay used)."""
         try:
-            n = await vouchers.void_batch(batch_id, actor=actor_of(request))
+            n = await vouchers.void_batch(batch_id, actor=auth.actor(request))
         except LookupError:
             raise ApiError(404, "not_found", f"no voucher batch {batch_id}") from None
         except vouchers.BatchError as exc:
@@ -406,7 +406,7 @@ class CardBatchController(Controller):
             data.units, data.amount, ops, signed=True)
         try:
             gen = await cards.generate_cards(
-                data.count, initial_credit=credit, actor=actor_of(request),
+                data.count, initial_credit=credit, actor=auth.actor(request),
                 pin_length=data.pin_length, first_number=data.first_number,
                 language=data.language or ops.default_language, label=data.label,
             )
@@ -472,7 +472,7 @@ class AccountCsvController(Controller):
         except UnicodeDecodeError:
             raise ApiError(400, "bad_request", "CSV must be UTF-8 text") from None
         try:
-            count = await account_csv.import_csv(text, sep, actor=actor_of(request),
+            count = await account_csv.import_csv(text, sep, actor=auth.actor(request),
                                                  default_language=ops.default_language)
         except account_csv.AccountCsvError as exc:
             raise ApiError(422, "invalid_csv", str(exc), f"line {exc.line}") from None

@@ -1,7 +1,7 @@
 """Operator pages for the prepaid business: dashboard (landing page), balance adjustments,
 call refunds, vouchers, calling-card batches, accounts import/export, PIN lookup.
 
-Each action calls one domain function with ``actor_of(request)``; codes and PINs that are
+Each action calls one domain function with ``auth.actor(request)``; codes and PINs that are
 stored hashed are handed out once through `api.once`.
 """
 
@@ -18,10 +18,10 @@ from litestar.datastructures import UploadFile
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Stream, Template
 
-from api import once
+from api import auth, once
 from api.routes_pages import _account, _render_user, amount_units
 from api.templating import Formatter, render_page
-from api.web import actor_of, flash, form_dict, page_context
+from api.web import flash, form_dict, page_context
 from ocs import (
     account_csv,
     account_search,
@@ -87,7 +87,7 @@ async def user_adjust(request: Request[Any, Any, Any], number: str) -> Template 
     try:
         units = amount_units(typed["amount"], unit, ops.unit_price, signed=True)
         done = await adjustments.adjust(account.number, units, reason=typed["reason"],
-                                        actor=actor_of(request))
+                                        actor=auth.actor(request))
     except adjustments.AdjustmentError as exc:
         field = "adjust-reason" if exc.field == "reason" else field
         message = str(exc).capitalize() + "."
@@ -131,7 +131,7 @@ async def refund_submit(request: Request[Any, Any, Any], cdr_id: int) -> Templat
             raise adjustments.AdjustmentError("units must be a whole number", "units")
         done = await adjustments.refund_call(
             cdr_id, reason=form.get("reason", ""), units=int(raw) if raw else None,
-            actor=actor_of(request),
+            actor=auth.actor(request),
         )
     except adjustments.AdjustmentError as exc:
         return await _refund_page(request, row, form, str(exc).capitalize() + ".",
@@ -211,7 +211,7 @@ async def voucher_generate(request: Request[Any, Any, Any]) -> Template | Redire
         field = "gen-expires"
         expires = _expiry(typed["expires"], ops.tz)
         field = "gen-count"
-        gen = await vouchers.generate_batch(int(count_text), value, actor=actor_of(request),
+        gen = await vouchers.generate_batch(int(count_text), value, actor=auth.actor(request),
                                             expires_at=expires, label=typed["label"])
     except (vouchers.BatchError, money.MoneyError) as exc:
         context = await _vouchers_context(request)
@@ -233,7 +233,7 @@ async def voucher_generate(request: Request[Any, Any, Any]) -> Template | Redire
 @post("/vouchers/batches/{batch_id:int}/void", include_in_schema=False, status_code=303)
 async def voucher_void(request: Request[Any, Any, Any], batch_id: int) -> Redirect:
     try:
-        n = await vouchers.void_batch(batch_id, actor=actor_of(request))
+        n = await vouchers.void_batch(batch_id, actor=auth.actor(request))
     except LookupError:
         raise NotFoundException(f"No voucher batch {batch_id}.") from None
     except vouchers.BatchError as exc:
@@ -248,7 +248,7 @@ async def voucher_redeem(request: Request[Any, Any, Any]) -> Template | Redirect
     form = await form_dict(request)
     typed = {"code": form.get("code", ""), "account": form.get("account", "")}
     try:
-        got = await vouchers.redeem(typed["code"], typed["account"], actor=actor_of(request))
+        got = await vouchers.redeem(typed["code"], typed["account"], actor=auth.actor(request))
     except (vouchers.VoucherError, accounts.UnknownAccount) as exc:
         context = await _vouchers_context(request)
         field = "redeem-account" if isinstance(exc, accounts.UnknownAccount) else "redeem-code"
@@ -302,7 +302,7 @@ async def cards_generate(request: Request[Any, Any, Any]) -> Template | Redirect
         credit = amount_units(typed["credit"], unit, ops.unit_price) if \
             typed["credit"].strip() else 0
         gen = await cards.generate_cards(
-            int(typed["count"]), initial_credit=credit, actor=actor_of(request),
+            int(typed["count"]), initial_credit=credit, actor=auth.actor(request),
             pin_length=int(typed["pin_length"]), first_number=typed["first_number"] or None,
             language=ops.default_language, label=typed["label"],
         )
@@ -371,7 +371,7 @@ async def import_submit(request: Request[Any, Any, Any]) -> Template | Redirect:
     job_id = secrets.token_urlsafe(12)
     job = _jobs[job_id] = Progress(total=max(1, text.count("\n")))
     task = asyncio.get_running_loop().create_task(
-        _run_import(job, text, separator, actor_of(request), ops.default_language))
+        _run_import(job, text, separator, auth.actor(request), ops.default_language))
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
     return Redirect(f"/users/import/{job_id}", status_code=303)

@@ -10,9 +10,20 @@ from litestar.datastructures import UploadFile
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Template
 
+from api import auth
 from api.templating import Formatter, render_page
-from api.web import actor_of, flash, form_dict, page_context, rating_field
-from ocs import account_search, accounts, admin_auth, ledger, money, rating, tariffs
+from api.web import flash, form_dict, page_context, rating_field
+from ocs import (
+    account_search,
+    accounts,
+    admin_auth,
+    ledger,
+    money,
+    numbers,
+    operators,
+    rating,
+    tariffs,
+)
 from ocs.models import Account, LedgerEntry
 from ocs.models import Tariff as TariffRow
 from ocs.settings_store import (
@@ -54,9 +65,10 @@ async def config_save(request: Request[Any, Any, Any]) -> Template | Redirect:
                 admin_auth.validate_password(new_password)
             except admin_auth.PasswordError as exc:
                 error_field, error = "new_password", str(exc).capitalize() + "."
+    before = (await load_operator_settings()).as_json()
     if not error:
         try:
-            await save_operator_settings(values)
+            saved = await save_operator_settings(values)
         except SettingsError as exc:
             error_field, error = exc.field, f"{exc.message.capitalize()}."
     if error:
@@ -67,10 +79,17 @@ async def config_save(request: Request[Any, Any, Any]) -> Template | Redirect:
             shown[name] = values[name] == "true"
         context.update({"values": shown, "error_field": error_field, "error": error})
         return render_page(request, "config.html", context, status=422)
-    if new_password:
-        await admin_auth.set_password(new_password)
-        request.session["tag"] = admin_auth.password_tag(await admin_auth.password_record())
-        flash(request, "Parameters saved; admin password changed.")
+    after = saved.as_json()
+    changed = {k: v for k, v in after.items() if before.get(k) != v}
+    if changed:
+        await auth.audit_log(request, "config.update", "config", changed)
+    me = auth.current_operator(request)
+    if new_password and me is not None:
+        # The Config page's "Admin password" is the logged-in admin's own password.
+        me = await operators.set_password(me.name, new_password)
+        auth.start_session(request, me)
+        await auth.audit_log(request, "operator.password", f"operator {me.name}")
+        flash(request, "Parameters saved; your password changed.")
     else:
         flash(request, "Parameters saved.")
     return Redirect("/config", status_code=303)
@@ -159,6 +178,21 @@ async def users_page(
     return render_page(request, "users.html", context, status=422 if error else 200)
 
 
+def _account_details(form: dict[str, str]) -> dict[str, Any]:
+    """What an account form set, for the audit log (the PIN only as 'changed')."""
+    out: dict[str, Any] = {k: form[k] for k in ("number", "name", "language", "status")
+                           if k in form}
+    if "caller_ids" in form:
+        out["caller_ids"] = _caller_list(form["caller_ids"])
+    if form.get("pin"):
+        out["pin"] = "changed"
+    return out
+
+
+def _tariff_details(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v not in ("", None)}
+
+
 def _caller_list(text: str) -> list[str]:
     return [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
 
@@ -186,6 +220,8 @@ async def user_create(request: Request[Any, Any, Any]) -> Template | Redirect:
         context = await page_context(request, "users")
         context.update({"values": form, "error": str(exc), "error_field": exc.field})
         return render_page(request, "user_new.html", context, status=422)
+    await auth.audit_log(request, "account.create", f"account {account.number}",
+                         _account_details(form))
     flash(request, f"User {account.number} created.")
     return Redirect(f"/users/{account.number}", status_code=303)
 
@@ -263,6 +299,8 @@ async def user_update(request: Request[Any, Any, Any], number: str) -> Template 
         )
     except accounts.AccountError as exc:
         return await _render_user(request, account, form, str(exc), exc.field, status=422)
+    await auth.audit_log(request, "account.update", f"account {account.number}",
+                         _account_details(form))
     flash(request, "User saved.")
     return Redirect(f"/users/{account.number}", status_code=303)
 
@@ -290,13 +328,17 @@ async def user_credit(request: Request[Any, Any, Any], number: str) -> Template 
     typed = {"amount": form.get("amount", ""), "unit": unit, "note": form.get("note", "")}
     try:
         units = amount_units(typed["amount"], unit, ops.unit_price)
+        numbers.check_units(units)
         posted = await ledger.credit(
-            account.id, units, actor=actor_of(request), note=typed["note"].strip()[:255]
+            account.id, units, actor=auth.actor(request), note=typed["note"].strip()[:255]
         )
-    except (money.MoneyError, ledger.LedgerError) as exc:
+    except (money.MoneyError, numbers.NumberError, ledger.LedgerError) as exc:
         # Re-show the form as typed, the error beside the amount (no reset to units).
         return await _render_user(request, account, {}, f"Credit refused: {exc}",
                                   "credit-amount", status=422, credit=typed)
+    await auth.audit_log(request, "credit.add", f"account {account.number}",
+                         {"units": units, "entry": posted.entry_id,
+                          "note": typed["note"].strip()[:255]})
     fmt = Formatter(ops)
     flash(request, f"Added {units} units ({fmt.money(units)}); balance {posted.balance_after}.")
     return Redirect(f"/users/{account.number}", status_code=303)
@@ -311,6 +353,8 @@ async def did_add(request: Request[Any, Any, Any], number: str) -> Redirect:
     except accounts.AccountError as exc:
         flash(request, f"DID not added: {exc}", "error")
     else:
+        await auth.audit_log(request, "did.set", f"account {account.number}",
+                             {"did": row.did, "forward_to": row.forward_to})
         flash(request, f"DID {row.did} now forwards to {row.forward_to}.")
     return Redirect(f"/users/{account.number}#dids", status_code=303)
 
@@ -328,6 +372,8 @@ async def did_edit(request: Request[Any, Any, Any], number: str, did_id: int) ->
     except LookupError:
         raise NotFoundException("No such DID mapping.") from None
     else:
+        await auth.audit_log(request, "did.set", f"account {account.number}",
+                             {"did": row.did, "forward_to": row.forward_to})
         flash(request, f"DID {row.did} now forwards to {row.forward_to}.")
     return Redirect(f"/users/{account.number}#dids", status_code=303)
 
@@ -336,6 +382,7 @@ async def did_edit(request: Request[Any, Any, Any], number: str, did_id: int) ->
 async def did_delete(request: Request[Any, Any, Any], number: str, did_id: int) -> Redirect:
     account = await _account(number)
     if await accounts.delete_did(account.id, did_id):
+        await auth.audit_log(request, "did.delete", f"account {account.number}", {"id": did_id})
         flash(request, "DID mapping deleted.")
     else:
         flash(request, "That DID mapping no longer exists.", "error")
@@ -438,6 +485,8 @@ async def tariff_create(request: Request[Any, Any, Any]) -> Template | Redirect:
         context.update({"values": values, "error": _sentence(tariffs.humanise(str(exc))),
                         "error_field": _tariff_field(exc)})
         return render_page(request, "costs.html", context, status=422)
+    await auth.audit_log(request, "tariff.create", f"tariff {tariff.prefix}",
+                         _tariff_details(values))
     flash(request, f"Tariff {tariff.prefix} added.")
     return Redirect("/costs", status_code=303)
 
@@ -485,6 +534,8 @@ async def tariff_update(request: Request[Any, Any, Any], tariff_id: int) -> Temp
                         "error": _sentence(tariffs.humanise(str(exc))),
                         "error_field": _tariff_field(exc)})
         return render_page(request, "tariff_edit.html", context, status=422)
+    await auth.audit_log(request, "tariff.update", f"tariff {tariff.prefix}",
+                         _tariff_details(values))
     flash(request, f"Tariff {tariff.prefix} saved.")
     return Redirect("/costs", status_code=303)
 
@@ -493,6 +544,7 @@ async def tariff_update(request: Request[Any, Any, Any], tariff_id: int) -> Temp
 async def tariff_delete(request: Request[Any, Any, Any], tariff_id: int) -> Redirect:
     row = await _tariff(tariff_id)
     await tariffs.delete_tariff(row.id)
+    await auth.audit_log(request, "tariff.delete", f"tariff {row.prefix}")
     flash(request, f"Tariff {row.prefix} deleted.")
     return Redirect("/costs", status_code=303)
 
@@ -544,6 +596,8 @@ async def tariff_import(request: Request[Any, Any, Any]) -> Template | Redirect:
         except (tariffs.TariffError, rating.RatingError) as exc:
             error = f"Nothing imported: {exc}"
         else:
+            await auth.audit_log(request, "tariff.import", "tariffs",
+                                 {"rows": count, "replace": bool(form.get("replace"))})
             flash(request, f"Imported {count} tariff(s).")
             return Redirect("/costs", status_code=303)
     context = await _costs_context(request)

@@ -12,6 +12,7 @@ from litestar import Request, get, post
 from litestar.response import Redirect, Response, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
 
+from api.auth import audit_log
 from api.live import live_calls
 from api.templating import Formatter, render_page
 from api.web import ctx_of, flash, form_dict, page_context
@@ -104,6 +105,8 @@ async def supervision_kill(request: Request[Any, Any, Any]) -> Response[str] | R
             request.logger.warning("kill %s failed: %s", session_id, exc)
             message = f"Could not cut the call: {exc}"
         else:
+            await audit_log(request, "session.kill", f"session {session_id}",
+                            {"result_code": code})
             kind = "ok" if code == 2001 else "error"
             message = f"Abort request sent to the switch (Result-Code {code})."
     if request.headers.get("hx-request"):

@@ -85,6 +85,8 @@ async def start_web(ctx: ServeContext) -> Part:
         lifespan="on",
         timeout_graceful_shutdown=3,
         proxy_headers=False,
+        ssl_certfile=str(ctx.settings.web_tls_cert) if ctx.settings.web_tls_cert else None,
+        ssl_keyfile=str(ctx.settings.web_tls_key) if ctx.settings.web_tls_key else None,
     )
     sock = _bind(ctx.settings.web_host, ctx.settings.web_port)
     server = _EmbeddedServer(config)
@@ -96,5 +98,6 @@ async def start_web(ctx: ServeContext) -> Part:
             raise RuntimeError(f"web server failed to start: {exc}") from exc
         await asyncio.sleep(0.02)
     part = WebPart(server, task, app.state[STOPPING_KEY], sock)
-    log.info("web UI on http://%s:%d/", ctx.settings.web_host, part.port)
+    scheme = "https" if ctx.settings.web_tls else "http"
+    log.info("web UI on %s://%s:%d/", scheme, ctx.settings.web_host, part.port)
     return part

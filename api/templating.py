@@ -87,14 +87,25 @@ def render_page(
     context: dict[str, Any] | None = None,
     *,
     status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Template:
-    ctx: dict[str, Any] = {"logged_in": _logged_in(request)}
+    me = getattr(request.state, "operator", None)  # set by api.auth.auth_guard
+    role = str(me.role) if me is not None else ""
+
+    def can(method: str, path: str) -> bool:
+        """May the logged-in operator do this? (templates hide what the role forbids)"""
+        from api.permissions import allows, required_role
+
+        return bool(role) and allows(role, required_role(method, path))
+
+    ctx: dict[str, Any] = {"logged_in": me is not None or _has_session(request), "me": me,
+                           "role": role, "can": can}
     ctx.update(context or {})
-    return Template(template_name=name, context=ctx, status_code=status)
+    return Template(template_name=name, context=ctx, status_code=status, headers=headers)
 
 
-def _logged_in(request: Request[Any, Any, Any]) -> bool:
-    try:
-        return bool(request.session.get("admin"))
-    except Exception:  # no session middleware on this route (e.g. a 404 before routing)
+def _has_session(request: Request[Any, Any, Any]) -> bool:
+    if "session" not in request.scope:  # no session middleware (e.g. a 404 before routing)
         return False
+    session = request.scope["session"]
+    return isinstance(session, dict) and "op" in session

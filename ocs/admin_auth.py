@@ -1,7 +1,8 @@
-"""The operator's admin password: hashed with scrypt, stored in the `setting` table.
+"""Password hashing (scrypt) for operators, and the first admin's password.
 
-There is one admin account (as in the brochure). Until a password is set, the login page
-offers to set one (and `ocs admin set-password` sets it from a shell).
+Operators (`ocs.operators`) each have their own password record made here. Until any
+operator exists, the login page offers to create the first admin (and
+`ocs admin set-password` sets the password of operator "admin" from a shell).
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import hmac
 import secrets
 from typing import Any
 
-from ocs.models import Setting
-
-SETTING_KEY = "admin_password"
+SETTING_KEY = "admin_password"  # where versions before migration 0003 kept it
 MIN_LENGTH = 8
 MAX_LENGTH = 256
 # scrypt cost: ~50 ms and 16 MiB per check on this class of machine.
@@ -68,27 +67,41 @@ def verify_hash(record: dict[str, Any], password: str) -> bool:
     return hmac.compare_digest(digest, expected)
 
 
+# --- the first admin (compatibility with the single-password versions) ---------------------
+# The password that used to live in the `setting` table is the operator "admin" now
+# (migration 0003 moves it). These keep `ocs admin set-password` and old scripts working.
+
+
 async def password_record() -> dict[str, Any] | None:
-    row = await Setting.get_or_none(key=SETTING_KEY)
-    if row is None or not isinstance(row.value, dict):
-        return None
-    return row.value
+    from ocs.models import Operator
+    from ocs.operators import FIRST_ADMIN
+
+    row = await Operator.get_or_none(name=FIRST_ADMIN)
+    return row.password if row is not None and isinstance(row.password, dict) else None
 
 
 async def has_password() -> bool:
-    return await password_record() is not None
+    """True once any operator exists (the login page stops offering first-run set-up)."""
+    from ocs.operators import any_exist
+
+    return await any_exist()
 
 
 async def set_password(password: str) -> None:
-    record = hash_password(validate_password(password))
-    await Setting.update_or_create(key=SETTING_KEY, defaults={"value": record})
+    """Set the password of operator "admin", creating it (role admin) if missing."""
+    from ocs import operators
+
+    validate_password(password)
+    try:
+        await operators.set_password(operators.FIRST_ADMIN, password)
+    except operators.UnknownOperator:
+        await operators.create(operators.FIRST_ADMIN, password, "admin")
 
 
 async def check_password(password: str) -> bool:
-    record = await password_record()
-    if record is None:
-        return False
-    return verify_hash(record, password)
+    from ocs.operators import FIRST_ADMIN, authenticate
+
+    return await authenticate(FIRST_ADMIN, password) is not None
 
 
 def password_tag(record: dict[str, Any] | None) -> str:

@@ -12,7 +12,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from ocs.models import ApiKey
+from ocs.models import ApiKey, OperatorRole
 
 KEY_PREFIX = "ocs_"
 
@@ -41,16 +41,22 @@ def _split(key: str) -> str | None:
     return parts[0]
 
 
-async def create_key(name: str) -> NewKey:
+async def create_key(name: str, role: str | OperatorRole = OperatorRole.ADMIN) -> NewKey:
+    """A new key with `role` (admin by default, as keys had full access before roles)."""
     name = name.strip()
     if not name or len(name) > 64:
         raise ApiKeyError("key name must be 1 to 64 characters")
+    try:
+        role = OperatorRole(str(role).strip().lower())
+    except ValueError:
+        raise ApiKeyError(
+            f"role must be one of {', '.join(r.value for r in OperatorRole)}") from None
     while True:
         prefix = secrets.token_hex(4)
         if not await ApiKey.filter(prefix=prefix).exists():
             break
     key = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(24)}"
-    record = await ApiKey.create(name=name, prefix=prefix, key_hash=_hash(key))
+    record = await ApiKey.create(name=name, prefix=prefix, key_hash=_hash(key), role=role)
     return NewKey(record, key)
 
 
@@ -70,9 +76,17 @@ async def list_keys() -> list[ApiKey]:
 
 async def revoke_key(ident: str) -> bool:
     """Revoke by prefix or numeric id. Returns False when no active key matches."""
+    return await revoke(ident) is not None
+
+
+async def revoke(ident: str) -> ApiKey | None:
+    """Revoke by prefix or numeric id; the revoked key, or None when no active key matches."""
     ident = ident.strip()
-    query = ApiKey.filter(prefix=ident)
-    if ident.isdigit() and not await query.exists():
-        query = ApiKey.filter(id=int(ident))
-    updated = await query.filter(revoked=False).update(revoked=True)
-    return bool(updated)
+    query = ApiKey.filter(prefix=ident, revoked=False)
+    if ident.isascii() and ident.isdigit() and not await query.exists():
+        query = ApiKey.filter(id=int(ident), revoked=False) if len(ident) < 10 else query
+    record = await query.first()
+    if record is None or not await ApiKey.filter(id=record.id, revoked=False).update(
+            revoked=True):
+        return None
+    return record

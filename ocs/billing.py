@@ -31,9 +31,17 @@ separator is a comma) — `ocs.cdr.money_text`. Fields holding the separator are
 Atomicity: the statement is written to `.<name>.partial` while the run's closing balances
 (`StatementBalance`, next run's REPORT) are stored under a `running` BillingRun, which
 nothing else reads. One transaction then marks the run `done` (refusing if another run
-finished meanwhile) and links the period's CDRs; the file is renamed last. A crash before
-the commit leaves a `running` run that never counts and a partial file that is deleted; a
-crash between commit and rename is repaired by `recover_files`.
+finished meanwhile) and links the period's CDRs; the file is renamed last. A crash between
+commit and rename is repaired by `recover_files`.
+
+A killed run: the running process holds an exclusive `flock` on its partial file from
+before the run row exists until after the rename; the kernel drops it when the process
+dies, however it dies. At the next run and when `ocs serve` starts (`recover_stale_runs`),
+a `running` run whose partial file can be locked has no live owner: it is marked `failed`,
+its closing balances and its partial file are deleted. A run whose file is still locked is
+in progress in another process and is left alone. (With PostgreSQL and several hosts, each
+host cleans the runs whose partial files it holds; a remote dead run is marked `failed` by
+the next successful run.)
 """
 
 from __future__ import annotations
@@ -41,12 +49,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import fcntl
 import inspect
 import logging
 import os
 import re
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -312,13 +321,68 @@ async def recover_files(settings: Settings) -> None:
         final = folder / run.filename
         temp = folder / partial_name(run.filename)
         if not final.exists() and temp.exists():
-            os.replace(temp, final)
-            log.warning("billing: finished interrupted rename of %s", run.filename)
-    running = {r.filename for r in await BillingRun.filter(status=RUNNING)}
+            with _try_lock(temp) as ours:  # not while its own process is renaming it
+                if ours:
+                    os.replace(temp, final)
+                    log.warning("billing: finished interrupted rename of %s", run.filename)
+    await recover_stale_runs(settings)
     for temp in folder.glob(".BILLING_*.partial"):
         name = temp.name[1 : -len(".partial")]
-        if name not in running and not await BillingRun.filter(filename=name, status=DONE).exists():
+        if await BillingRun.filter(filename=name, status__in=[RUNNING, DONE]).exists():
+            continue
+        with _try_lock(temp) as ours:  # a live run creates its file before its row
+            if ours:
+                temp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _try_lock(path: Path) -> Iterator[bool]:
+    """Hold an exclusive flock on `path` if nobody else does (True), else yield False."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _lock_new_partial(path: Path) -> int:
+    """Create `path` and hold an exclusive flock on it for the life of the run (the
+    returned fd; closing it, or dying, releases the lock)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+async def recover_stale_runs(settings: Settings) -> list[int]:
+    """Mark `failed` the running runs of dead processes and delete what they left (closing
+    balances, partial file). Returns their ids."""
+    folder = billing_dir(settings)
+    failed: list[int] = []
+    for run in await BillingRun.filter(status=RUNNING).order_by("id"):
+        temp = folder / partial_name(run.filename)
+        with _try_lock(temp) as ours:
+            if not ours:
+                continue  # alive elsewhere (or not this host's run)
+            if await BillingRun.filter(id=run.id, status=RUNNING).update(status=FAILED):
+                await StatementBalance.filter(run_id=run.id).delete()
+                failed.append(run.id)
+                log.warning("billing: run %d (%s) was killed; marked failed", run.id,
+                            run.filename)
             temp.unlink(missing_ok=True)
+    return failed
 
 
 async def load_format() -> StatementFormat:
@@ -361,27 +425,36 @@ async def _run(
     started = (now or datetime.now(UTC)).astimezone(UTC)
     taken = set(await BillingRun.all().values_list("filename", flat=True))
     filename = _unique_filename(folder, started, fmt.tz, {str(t) for t in taken})
-    run = await BillingRun.create(
-        started_at=started, period_end=started, last_ledger_id=hi, filename=filename,
-        status=RUNNING,
-    )
     temp = folder / partial_name(filename)
+    lock = _lock_new_partial(temp)  # before the row: a running row always has a locked file
     try:
-        with open(temp, "w", encoding="utf-8", newline="") as fh:
-            accounts, lines, mismatches = await _write_statement(
-                fh, run, prev, lo, hi, fmt, progress
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        await _commit(run, prev, lo, hi, accounts, lines)
+        run = await BillingRun.create(
+            started_at=started, period_end=started, last_ledger_id=hi, filename=filename,
+            status=RUNNING,
+        )
     except BaseException:
+        os.close(lock)
         temp.unlink(missing_ok=True)
-        with contextlib.suppress(Exception):
-            await BillingRun.filter(id=run.id, status=RUNNING).update(status=FAILED)
-            await StatementBalance.filter(run_id=run.id).delete()
         raise
-    os.replace(temp, folder / filename)
-    _fsync_dir(folder)
+    try:
+        try:
+            with open(temp, "w", encoding="utf-8", newline="") as fh:
+                accounts, lines, mismatches = await _write_statement(
+                    fh, run, prev, lo, hi, fmt, progress
+                )
+                fh.flush()
+                os.fsync(fh.fileno())
+            await _commit(run, prev, lo, hi, accounts, lines)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await BillingRun.filter(id=run.id, status=RUNNING).update(status=FAILED)
+                await StatementBalance.filter(run_id=run.id).delete()
+            temp.unlink(missing_ok=True)
+            raise
+        os.replace(temp, folder / filename)
+        _fsync_dir(folder)
+    finally:
+        os.close(lock)
     await _notify(progress, BillingProgress(run.id, filename, accounts, lines, finished=True))
     log.info("billing: %s: %d accounts, %d lines, entries (%d, %d]", filename, accounts,
              lines, lo, hi)
@@ -538,8 +611,13 @@ async def scheduler_tick(settings: Settings, since: datetime, now: datetime | No
 
 
 async def start_billing_scheduler(ctx: ServeContext, *, interval: float = 60.0) -> Part:
-    """The `billing-scheduler` part of `ocs serve`: checks every `interval` seconds."""
+    """The `billing-scheduler` part of `ocs serve`: checks every `interval` seconds. At start,
+    runs killed with an earlier process are cleaned up (`recover_stale_runs`)."""
     since = datetime.now(UTC)
+    try:
+        await recover_files(ctx.settings)
+    except OSError as exc:  # the billing folder is unreadable: say so, keep serving
+        log.error("billing: could not clean up interrupted runs: %s", exc)
 
     async def loop() -> None:
         while True:

@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from ocs import accounts, ledger, money, rating, tariffs
+from ocs import accounts, audit, ledger, money, rating, tariffs
 from ocs.config import ConfigError, Settings, load_settings
 from ocs.db import database
 from ocs.settings_store import load_operator_settings
@@ -146,8 +146,14 @@ def cmd_account_add(args: argparse.Namespace) -> int:
             language=language,
             caller_ids=args.caller_id or [],
         )
+        actor = audit.cli_actor()
+        await audit.record(actor, "account.create", f"account {acc.number}",
+                           {"name": acc.name, "language": acc.language})
         if args.credit:
-            await ledger.credit(acc.id, args.credit, actor="cli", note="initial credit")
+            posted = await ledger.credit(acc.id, args.credit, actor=actor, note="initial credit")
+            await audit.record(actor, "credit.add", f"account {acc.number}",
+                               {"units": args.credit, "entry": posted.entry_id,
+                                "note": "initial credit"})
         print(f"account {acc.number} created")
         return EXIT_OK
 
@@ -161,7 +167,10 @@ def cmd_account_credit(args: argparse.Namespace) -> int:
         units = parse_units_or_money(args.amount, args.money, ops.unit_price)
         if units <= 0:
             raise CliError("credit must be positive (use a negative ADJUST via the API)")
-        posted = await ledger.credit(acc.id, units, actor="cli", note=args.note or "")
+        actor = audit.cli_actor()
+        posted = await ledger.credit(acc.id, units, actor=actor, note=args.note or "")
+        await audit.record(actor, "credit.add", f"account {acc.number}",
+                           {"units": units, "entry": posted.entry_id, "note": args.note or ""})
         shown = money.format_money(money.units_to_money(units, ops.unit_price))
         print(
             f"credited {units} units ({shown} {ops.currency}) to {acc.number};"
@@ -233,6 +242,8 @@ def cmd_tariff_import(args: argparse.Namespace) -> int:
             default_block=ops.default_initial_block,
             default_increment=ops.default_increment,
         )
+        await audit.record(audit.cli_actor(), "tariff.import", "tariffs",
+                           {"rows": count, "replace": args.replace, "file": str(args.file)})
         print(f"imported {count} tariff(s)")
         return EXIT_OK
 

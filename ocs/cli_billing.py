@@ -16,7 +16,7 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-from ocs import billing, cdr
+from ocs import audit, billing, cdr
 from ocs.config import Settings
 from ocs.settings_store import load_operator_settings
 
@@ -94,6 +94,8 @@ def cmd_billing_run(args: argparse.Namespace) -> int:
             from ocs.cli import CliError
 
             raise CliError(str(exc)) from None
+        await audit.record(audit.cli_actor(), "billing.run", f"billing run {result.run_id}",
+                           {"file": result.filename, "accounts": result.accounts})
         if args.json:
             print(json.dumps(_result_json(result), indent=2))
         else:

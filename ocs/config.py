@@ -42,6 +42,13 @@ class Settings:
     answer_retention: float = 3600.0  # seconds every credit-control answer is kept
     sip_max_dialogs: int = 100  # IVR: concurrent calls; more INVITEs get 503 + Retry-After
     sip_max_cps: float = 10.0  # IVR: new calls per second (token bucket)
+    # HTTPS for the web UI/API: PEM certificate (chain) and private key; both or neither.
+    web_tls_cert: Path | None = None
+    web_tls_key: Path | None = None
+
+    @property
+    def web_tls(self) -> bool:
+        return self.web_tls_cert is not None
 
     @property
     def is_sqlite(self) -> bool:
@@ -72,6 +79,8 @@ _ENV: dict[str, str] = {
     "OCS_ANSWER_RETENTION": "answer_retention",
     "OCS_SIP_MAX_DIALOGS": "sip_max_dialogs",
     "OCS_SIP_MAX_CPS": "sip_max_cps",
+    "OCS_WEB_TLS_CERT": "web_tls_cert",
+    "OCS_WEB_TLS_KEY": "web_tls_key",
 }
 
 _INT_FIELDS = {"web_port", "diameter_port", "sip_port"}
@@ -96,6 +105,21 @@ def _parse_peers(raw: Any) -> tuple[str, ...]:
     else:
         raise ConfigError(f"diameter_peers must be a comma-separated list, got {raw!r}")
     return tuple(p for p in items if p)
+
+
+def _web_tls(values: dict[str, Any]) -> None:
+    cert, key = values.get("web_tls_cert"), values.get("web_tls_key")
+    if not cert and not key:
+        values.pop("web_tls_cert", None)
+        values.pop("web_tls_key", None)
+        return
+    if not cert or not key:
+        raise ConfigError("web_tls_cert and web_tls_key must be set together")
+    for name, raw in (("web_tls_cert", cert), ("web_tls_key", key)):
+        path = Path(str(raw))
+        if not path.is_file():
+            raise ConfigError(f"{name}: no such file {path}")
+        values[name] = path
 
 
 def load_settings(
@@ -163,6 +187,7 @@ def load_settings(
     elif host not in _LOOPBACK:
         # Admitting any peer is only a safe default while nobody else can connect.
         values["diameter_peers"] = ()
+    _web_tls(values)
     url = str(values["database_url"])
     if not url.startswith(("sqlite://", "postgres://", "asyncpg://", "psycopg://")):
         raise ConfigError(f"OCS_DATABASE_URL must be a sqlite:// or postgres:// URL, got {url!r}")

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ocs import audit
 from ocs.config import ConfigError, Settings, load_settings
 from ocs.runtime import Part, ServeContext, SimplePart
 
@@ -66,6 +67,10 @@ async def _dispatch(ctx: ServeContext, request: dict[str, Any]) -> dict[str, Any
             return {"ok": False, "error": str(exc)}
         except Exception as exc:
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        if cmd == "kill":
+            actor = request.get("actor")
+            await audit.record(actor if isinstance(actor, str) and actor else "cli",
+                               "session.kill", f"session {session_id}", {"result_code": code})
         return {"ok": True, "result_code": code}
     return {"ok": False, "error": f"unknown command {cmd!r}"}
 
@@ -172,7 +177,8 @@ def _cmd_action(args: argparse.Namespace) -> int:
         return 1
     cmd = "kill" if args.session_cmd == "kill" else "rar"
     try:
-        reply = asyncio.run(request(settings, {"cmd": cmd, "session_id": args.session_id}))
+        reply = asyncio.run(request(settings, {"cmd": cmd, "session_id": args.session_id,
+                                               "actor": audit.cli_actor()}))
     except (ConnectionError, TimeoutError, ValueError) as exc:
         print(f"ocs: error: {exc}", file=sys.stderr)
         return 1

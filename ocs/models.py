@@ -27,6 +27,14 @@ class LedgerKind(enum.StrEnum):
     REFUND = "REFUND"
 
 
+class OperatorRole(enum.StrEnum):
+    """Web UI / REST roles, lowest to highest (see docs/API.md for what each may do)."""
+
+    READONLY = "readonly"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
 class SessionState(enum.StrEnum):
     OPEN = "open"
     CLOSED = "closed"
@@ -249,6 +257,9 @@ class ApiKey(Model):
     key_hash = fields.CharField(max_length=128)
     created_at = fields.DatetimeField(auto_now_add=True)
     revoked = fields.BooleanField(default=False)
+    # db_default: keys made before roles existed get "admin" (they had full access).
+    role = fields.CharEnumField(OperatorRole, max_length=16, default=OperatorRole.ADMIN,
+                                db_default=OperatorRole.ADMIN.value)
 
     class Meta:
         table = "api_key"
@@ -335,6 +346,8 @@ class DashboardDay(Model):
     class Meta:
         table = "dashboard_day"
         unique_together = (("tz", "day", "tariff_prefix"),)
+
+
 class IvrFailure(Model):
     """A failed PIN (or voucher) attempt on the IVR: the lockout counts these."""
 
@@ -371,3 +384,46 @@ class IvrLogLine(Model):
 
     class Meta:
         table = "ivr_log"
+
+
+class Operator(Model):
+    """A person who logs in to the web UI: own password (scrypt record), own role."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=64, unique=True)
+    role = fields.CharEnumField(OperatorRole, max_length=16, default=OperatorRole.READONLY)
+    password: fields.JSONField[Any] = fields.JSONField()
+    disabled = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_login_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "operator"
+
+
+class AuditEntry(Model):
+    """Who changed what and when (ocs.audit.record writes these)."""
+
+    id = fields.BigIntField(primary_key=True)
+    at = fields.DatetimeField(db_index=True)
+    actor = fields.CharField(max_length=64, db_index=True)  # operator name, api:<key>, cli:<user>
+    action = fields.CharField(max_length=64, db_index=True)  # object.verb, e.g. credit.add
+    target = fields.CharField(max_length=255, default="", db_index=True)
+    details: fields.JSONField[Any] = fields.JSONField(null=True)
+    address = fields.CharField(max_length=64, default="")  # client address, when known
+
+    class Meta:
+        table = "audit_entry"
+
+
+class LoginThrottle(Model):
+    """Login attempts per fixed time window, for one key (user:<name>, addr:<ip>, global).
+
+    In the database so that limits hold across restarts and across OCS processes."""
+
+    key = fields.CharField(max_length=200, primary_key=True)  # "<scope>@<window start>"
+    count = fields.IntField(default=0)
+    expires = fields.BigIntField(db_index=True)  # Unix seconds: the end of the window
+
+    class Meta:
+        table = "login_throttle"

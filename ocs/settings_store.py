@@ -17,6 +17,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from ocs.models import Setting
+from ocs.numbers import NumberError, parse_int
 
 
 class SettingsError(ValueError):
@@ -98,8 +99,8 @@ def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
         if isinstance(raw, bool):
             raise SettingsError(name, "must be a whole number")
         try:
-            value = int(str(raw).strip())
-        except ValueError:
+            value = parse_int(raw if isinstance(raw, int) else str(raw))
+        except NumberError:
             raise SettingsError(name, f"must be a whole number, got {raw!r}") from None
         if not lo <= value <= hi:
             raise SettingsError(name, f"must be between {lo} and {hi}")
@@ -153,6 +154,8 @@ def _separator(name: str, raw: Any) -> str:
 
 def _unit_price(name: str, raw: Any) -> Decimal:
     text = str(raw).strip().replace(",", ".")
+    if not text.isascii():  # Decimal() accepts any Unicode digit ("٠٫١")
+        raise SettingsError(name, f"must be a decimal number, got {raw!r}")
     try:
         value = Decimal(text)
     except InvalidOperation:

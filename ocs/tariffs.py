@@ -20,6 +20,7 @@ from tortoise.transactions import in_transaction
 from ocs import rating
 from ocs.models import Setting
 from ocs.models import Tariff as TariffRow
+from ocs.numbers import NumberError, parse_int
 
 VERSION_KEY = "tariffs_version"
 
@@ -72,9 +73,12 @@ def parse_tariff(
         if isinstance(raw, bool):
             raise TariffError(f"{name} must be a whole number", name)
         try:
-            ints[name] = int(str(raw).strip())
-        except ValueError:
-            raise TariffError(f"{name} must be a whole number, got {raw!r}", name) from None
+            # 32-bit columns: a larger value is refused here, not by the database
+            ints[name] = parse_int(raw if isinstance(raw, int) else str(raw), hi=2**31 - 1)
+        except NumberError as exc:
+            text = f"{name} {exc}" if str(exc).startswith("must") else \
+                f"{name} must be a whole number, got {raw!r}"
+            raise TariffError(text, name) from None
     barred_raw = values.get("barred", False)
     if isinstance(barred_raw, bool):
         barred = barred_raw

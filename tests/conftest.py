@@ -42,6 +42,9 @@ TABLES = (
     "tariff",
     "setting",
     "api_key",
+    "operator",
+    "audit_entry",
+    "login_throttle",
     "account",
 )
 

@@ -83,6 +83,15 @@
     window.addEventListener("beforeunload", function () { source.close(); });
   }
 
+  // <form data-confirm="Question?">: ask before submitting (the CSP forbids onsubmit=).
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var question = form && form.getAttribute && form.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+    }
+  }, true);
+
   document.addEventListener("DOMContentLoaded", function () {
     var table = document.getElementById("live-calls");
     if (table && window.EventSource) { startLive(table); }
