@@ -11,7 +11,6 @@ prompt that asks for them, so the recording holds whole prompts.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -24,6 +23,7 @@ from ivr_bridge import speech
 from ivr_bridge.service import IvrBridge
 from ocs.config import Settings
 from ocs.vouchers import luhn_digit
+from tests.conftest import unavailable
 from tests.e2e.ivr_baresip import BARESIP, Baresip, sound_segments
 from tests.e2e.test_ivr_baresip import Platform, prompt_seconds
 from tests.e2e.test_ivr_baresip_features import (
@@ -37,12 +37,7 @@ from tests.e2e.test_ivr_baresip_features import (
     until,
 )
 
-pytestmark = [
-    pytest.mark.sip,
-    pytest.mark.skipif(
-        BARESIP is None and os.environ.get("CI") != "true", reason="baresip not installed"
-    ),
-]
+pytestmark = pytest.mark.sip
 
 UNUSED_GATEWAY = "127.0.0.1:9"  # nobody is called in these tests
 
@@ -63,6 +58,8 @@ def bridges(monkeypatch: pytest.MonkeyPatch) -> list[IvrBridge]:
 
 @pytest.fixture
 async def caller_ua(tmp_path: Path) -> AsyncIterator[Callable[[str], Any]]:
+    if BARESIP is None:
+        unavailable("baresip")
     made: list[Baresip] = []
 
     async def factory(user: str) -> Baresip:
