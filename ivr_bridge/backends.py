@@ -3,6 +3,8 @@
 * `Directory`: PIN / caller ID / DID lookups and the pre-connect destination check
   (barred, affordable). `OcsDirectory` reads the OCS database (ocs.accounts, ocs.tariffs,
   ocs.rating) in-process: these are admin-path reads, not charging.
+* `Recharge`: voucher recharge by phone. `OcsRecharge` calls the platform's one redemption
+  rule, `ocs.vouchers.redeem`, and reduces its errors to what the caller is told.
 * `Charging`: one `ChargingSession` per connected call, CCR-I / CCR-U / CCR-T.
   `CreditControlCharging` builds RFC 4006 requests and sends them through any
   `CreditControlClient` (the Diameter `ocs.diameter.client.GyClient` in production:
@@ -26,6 +28,8 @@ from ivr_bridge.dialog import (
     DestinationStatus,
     SubscriberKind,
     TerminationCause,
+    VoucherRedeemed,
+    VoucherResult,
 )
 from ocs.credit_control import (
     CCAnswer,
@@ -102,6 +106,50 @@ class DbLockout:
         from ivr_bridge import lockout_store
 
         return (await lockout_store.record_failure(caller, kind)).locked
+
+
+class Recharge(Protocol):
+    """Voucher recharge: credit `account` with `code`, tell the dialog how it went."""
+
+    async def redeem(self, code: str, account: AccountInfo, caller: str) -> VoucherRedeemed: ...
+
+
+def voucher_result(error: Exception) -> VoucherResult:
+    """What the caller is told for an error of `ocs.vouchers.redeem`."""
+    from ocs import vouchers
+
+    if isinstance(error, vouchers.VoucherUsed):
+        return VoucherResult.USED
+    if isinstance(error, vouchers.VoucherExpired):
+        return VoucherResult.EXPIRED
+    if isinstance(error, vouchers.VoucherError):  # malformed, unknown, voided
+        return VoucherResult.INVALID
+    return VoucherResult.ERROR  # e.g. accounts.UnknownAccount, the database down
+
+
+class OcsRecharge:
+    """`Recharge` through `ocs.vouchers.redeem` (the same rule as the REST API, the operator
+    UI and the CLI), then the account re-read through `directory` for the new credit."""
+
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+
+    async def redeem(self, code: str, account: AccountInfo, caller: str) -> VoucherRedeemed:
+        from ocs import vouchers
+
+        try:
+            await vouchers.redeem(code, account.number, actor=f"ivr:{caller or 'anonymous'}")
+        except Exception as exc:
+            result = voucher_result(exc)
+            if result is VoucherResult.ERROR:
+                log.exception("voucher redemption for account %s failed", account.number)
+            return VoucherRedeemed(result)
+        try:
+            refreshed = await self.directory.account_by_id(account.id)
+        except Exception:  # credited; only the announcement of the new credit is lost
+            log.exception("account %s: cannot read it after a voucher", account.number)
+            refreshed = None
+        return VoucherRedeemed(VoucherResult.OK, refreshed)
 
 
 class CreditControlClient(Protocol):

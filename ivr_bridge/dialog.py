@@ -15,7 +15,10 @@ Services (PRODUCT.md, "Access services"):
   the destination; barred / unaffordable destinations are told and asked again; "you have
   N minutes for this call" at that destination's tariff; connect with ringback or the
   destination's early media; after the destination hangs up the caller may dial again
-  (star then hash redials the last number);
+  (star then hash redials the last number). Star then two, where a destination is asked
+  (and offered when the credit is short), recharges with a voucher: the code is redeemed
+  by the platform's one redemption rule, a wrong code counts in the lockout store like a
+  wrong PIN, the new credit is announced;
 * one-step access: a registered caller ID calling one of its account's DIDs is connected
   straight to the mapped number, without any prompt; the destination's 180 / 183 are
   relayed.
@@ -64,6 +67,10 @@ class DialogConfig:
     warning_tone: bool = True
     warning_prompt: bool = True
     another_call: bool = True  # after the destination hangs up, offer another call
+    # Voucher codes are 16 digits ("#" ends); the cap only bounds what is collected, and is
+    # above 16 so the "#" the caller types after the code is never left over.
+    voucher_max_digits: int = 20
+    max_voucher_tries: int = 3
 
 
 # --------------------------------------------------------------------------- data
@@ -110,6 +117,8 @@ class EndReason(enum.Enum):
     CHARGING_FAILED = "charging_failed"
     NO_DESTINATION = "no_destination"
     ABORTED = "aborted"
+    VOUCHER_FAILED = "voucher_failed"  # too many refused voucher codes in this call
+    SERVICE_ERROR = "service_error"  # a back-end request failed (e.g. voucher redemption)
 
 
 class TerminationCause(enum.IntEnum):
@@ -211,6 +220,24 @@ class AccountRefreshed:
     account: AccountInfo | None
 
 
+class VoucherResult(enum.Enum):
+    """What a voucher redemption came to, as the caller is told it."""
+
+    OK = "ok"
+    INVALID = "invalid"  # malformed, unknown or voided by the operator
+    USED = "used"
+    EXPIRED = "expired"
+    ERROR = "error"  # the platform could not redeem (database down, account gone)
+
+
+@dataclass(frozen=True, slots=True)
+class VoucherRedeemed:
+    """Answer to `RedeemVoucher`; `account` is re-read after a redemption (new credit)."""
+
+    result: VoucherResult
+    account: AccountInfo | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class DestinationChecked:
     status: DestinationStatus
@@ -279,6 +306,7 @@ Event = (
     | LockoutChecked
     | FailureRecorded
     | AccountRefreshed
+    | VoucherRedeemed
     | DestinationChecked
     | FarEndProgress
     | FarEndAnswered
@@ -377,7 +405,7 @@ class CheckLockout:
 @dataclass(frozen=True, slots=True)
 class RecordFailure:
     caller: str
-    kind: str  # "pin" (later "voucher")
+    kind: str  # "pin" or "voucher"
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +413,16 @@ class RefreshAccount:
     """Re-read the account once the previous call's CCR-T is done."""
 
     account_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RedeemVoucher:
+    """Credit `account` with the voucher `code` (the platform's redemption rule); answered
+    by `VoucherRedeemed`. `caller` is recorded as who redeemed it."""
+
+    code: str
+    account: AccountInfo
+    caller: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +507,7 @@ Command = (
     | CheckLockout
     | RecordFailure
     | RefreshAccount
+    | RedeemVoucher
     | CheckDestination
     | Connect
     | EarlyMedia
@@ -511,11 +550,12 @@ P_EXHAUSTED = "credit_exhausted"
 P_ANOTHER_CALL = "another_call"
 P_GOODBYE = "goodbye"
 P_SERVICE_ERROR = "service_unavailable"
-# Voucher recharge by phone (menu wired once the voucher redemption rule is merged).
+# Voucher recharge by phone (star then two where a destination is asked).
 P_VOUCHER_MENU = "voucher_menu"  # "to top up with a voucher, press star then two"
 P_VOUCHER_ENTER = "voucher_enter"
 P_VOUCHER_INVALID = "voucher_invalid"
 P_VOUCHER_USED = "voucher_used"
+P_VOUCHER_EXPIRED = "voucher_expired"
 P_VOUCHER_DONE = "voucher_done"
 
 TONE_RINGBACK = "tone_ringback"
@@ -552,8 +592,15 @@ ALL_PROMPTS = (
     P_VOUCHER_ENTER,
     P_VOUCHER_INVALID,
     P_VOUCHER_USED,
+    P_VOUCHER_EXPIRED,
     P_VOUCHER_DONE,
 )
+
+VOUCHER_REFUSALS = {
+    VoucherResult.INVALID: P_VOUCHER_INVALID,
+    VoucherResult.USED: P_VOUCHER_USED,
+    VoucherResult.EXPIRED: P_VOUCHER_EXPIRED,
+}
 
 FAILURE_PROMPTS = {
     CalleeFailure.BUSY: P_BUSY,
@@ -582,6 +629,7 @@ REJECT_STATUS = {
 }
 
 REDIAL_KEY = "*"
+VOUCHER_KEY = "2"  # after REDIAL_KEY: "*2" recharges with a voucher
 
 # Timer names
 T_DIGIT = "digit"
@@ -610,11 +658,15 @@ class State(enum.Enum):
     STARTING_CHARGE = "starting_charge"
     CONNECTED = "connected"
     REFRESH_ACCOUNT = "refresh_account"  # after a call, before offering another
+    VOUCHER_LOCKOUT = "voucher_lockout"  # "*2" pressed: may this caller try a code?
+    VOUCHER = "voucher"  # collecting the code
+    REDEEM_VOUCHER = "redeem_voucher"
+    VOUCHER_FAILURE = "voucher_failure"  # a refused code being recorded in the lockout store
     CLOSING = "closing"  # final prompt playing, then hang up
     ENDED = "ended"
 
 
-COLLECTING = (State.LANGUAGE, State.PIN, State.DESTINATION)
+COLLECTING = (State.LANGUAGE, State.PIN, State.DESTINATION, State.VOUCHER)
 
 
 @dataclass(slots=True)
@@ -640,6 +692,8 @@ class Dialog:
     last_dialed: str = ""
     pin_tries: int = 0
     destination_tries: int = 0
+    voucher_tries: int = 0  # refused voucher codes in this call (never reset)
+    voucher_refusal: str = ""  # prompt to play once a refused code is recorded
     calls: int = 0  # outgoing calls placed in this dialog
     end_reason: EndReason | None = None
     answered: bool = False
@@ -832,13 +886,17 @@ class Dialog:
         digits = self._collector.digits
         if event.digit == REDIAL_KEY and self.state is State.DESTINATION and not digits:
             self._collector.digits = REDIAL_KEY  # "*" then "#" or timeout: redial
+        elif event.digit == VOUCHER_KEY and digits == REDIAL_KEY:
+            self._collector = _Collector()  # "*" then "2": voucher recharge
+            return out + self._voucher_start()
         elif event.digit.isdigit() and not digits.startswith(REDIAL_KEY):
             self._collector.digits += event.digit
-        limit = (
-            self.config.pin_max_digits
-            if self.state is State.PIN
-            else self.config.destination_max_digits
-        )
+        if self.state is State.PIN:
+            limit = self.config.pin_max_digits
+        elif self.state is State.VOUCHER:
+            limit = self.config.voucher_max_digits
+        else:
+            limit = self.config.destination_max_digits
         if len(self._collector.digits) >= limit:
             return out + self._digits_done()
         out.append(StartTimer(T_DIGIT, self.config.inter_digit_timeout))
@@ -868,14 +926,16 @@ class Dialog:
                 return self._pin_failed(recorded=False)
             self.state = State.LOOKUP_PIN
             return [LookupPin(digits)]
+        if self.state is State.VOUCHER:
+            return self._voucher_entered(digits)
         if not digits:
-            return self._destination_retry(P_ENTER_DEST)
+            return self._destination_retry(self._destination_question())
         if self.account is None:  # pragma: no cover - cannot happen in DESTINATION
             return self._close(EndReason.CHARGING_FAILED, P_SERVICE_ERROR)
         if digits == REDIAL_KEY:
             digits = self.last_dialed or self.account.last_dialed
             if not digits:
-                return self._destination_retry(P_NO_REDIAL, P_ENTER_DEST)
+                return self._destination_retry(P_NO_REDIAL, self._destination_question())
         self.destination = digits
         self.state = State.CHECK_DESTINATION
         return [CheckDestination(self.account, digits, self.subscriber, self.calling)]
@@ -913,18 +973,30 @@ class Dialog:
     def _authenticated(self, account: AccountInfo, *before: str) -> list[Command]:
         self.state = State.DESTINATION
         if account.available_units <= 0:
-            return self._close(
-                EndReason.NO_CREDIT, *before, *self._credit_words(account), P_NO_CREDIT, P_GOODBYE
+            # No credit: offer a voucher recharge instead of hanging up.
+            return self._collect(
+                *before, *self._credit_words(account), P_NO_CREDIT, P_VOUCHER_MENU
             )
         return self._collect(*before, *self._credit_words(account), P_ENTER_DEST)
 
     # ----------------------------------------------------------------- destination
 
+    def _no_credit(self) -> bool:
+        return self.account is not None and self.account.available_units <= 0
+
+    def _destination_question(self) -> str:
+        """What a caller at the destination step is asked: the number, or (with no credit
+        to call anywhere) star-two for a voucher. Both are accepted either way."""
+        return P_VOUCHER_MENU if self._no_credit() else P_ENTER_DEST
+
     def _destination_retry(self, *prompts: str) -> list[Command]:
+        """Tell why (all prompts but the last), ask again (the last); limited tries."""
         self.destination_tries += 1
         self.state = State.DESTINATION
         if self.destination_tries >= self.config.max_destination_tries:
-            return self._close(EndReason.NO_DESTINATION, *prompts[:-1], P_GOODBYE)
+            reason = EndReason.NO_CREDIT if self._no_credit() else EndReason.NO_DESTINATION
+            told = [p for p in prompts[:-1] if p != P_VOUCHER_MENU]
+            return self._close(reason, *told, P_GOODBYE)
         return self._collect(*prompts)
 
     def _on_destination(self, event: DestinationChecked, now: float) -> list[Command]:
@@ -965,7 +1037,10 @@ class Dialog:
             self.end_reason = reason
             self.state = State.CLOSING
             return [Answer(), self._play(prompt, P_GOODBYE)]
-        return self._destination_retry(prompt, P_ENTER_DEST)
+        if prompt == P_INSUFFICIENT and not self._no_credit():
+            # Short of credit for this destination: say how to top up, then ask again.
+            return self._destination_retry(prompt, P_VOUCHER_MENU, P_ENTER_DEST)
+        return self._destination_retry(prompt, self._destination_question())
 
     # ----------------------------------------------------------------- outgoing leg
 
@@ -1172,10 +1247,61 @@ class Dialog:
         self.destination_tries = 0
         self.state = State.DESTINATION
         if event.account.available_units <= 0:
-            return self._close(
-                EndReason.NO_CREDIT, *self._credit_words(event.account), P_NO_CREDIT, P_GOODBYE
-            )
+            return self._collect(*self._credit_words(event.account), P_NO_CREDIT, P_VOUCHER_MENU)
         return self._collect(*self._credit_words(event.account), P_ANOTHER_CALL)
+
+    # ----------------------------------------------------------------- voucher recharge
+
+    def _voucher_start(self) -> list[Command]:
+        """"*2" at the destination step: a code may only be tried when the caller ID (and
+        everyone: the global limit) is not locked out, as for a PIN."""
+        self.state = State.VOUCHER_LOCKOUT
+        return [CheckLockout(self.calling)]
+
+    def _on_voucher_lockout(self, event: LockoutChecked, now: float) -> list[Command]:
+        if event.locked:
+            return self._close(EndReason.LOCKED_OUT, P_LOCKED, P_GOODBYE)
+        self.state = State.VOUCHER
+        return self._collect(P_VOUCHER_ENTER)
+
+    def _voucher_entered(self, code: str) -> list[Command]:
+        if not code:
+            # "#" alone or silence: no code after all, back to the destination question
+            # (a destination try, so this cannot loop forever).
+            return self._destination_retry(self._destination_question())
+        if self.account is None:  # pragma: no cover - the voucher menu needs an account
+            return self._close(EndReason.SERVICE_ERROR, P_SERVICE_ERROR, P_GOODBYE)
+        self.state = State.REDEEM_VOUCHER
+        return [RedeemVoucher(code, self.account, self.calling)]
+
+    def _on_voucher_redeemed(self, event: VoucherRedeemed, now: float) -> list[Command]:
+        if event.result is VoucherResult.ERROR:
+            return self._close(EndReason.SERVICE_ERROR, P_SERVICE_ERROR, P_GOODBYE)
+        if event.result is VoucherResult.OK:
+            if event.account is None:  # credited, but the account could not be read again
+                return self._close(
+                    EndReason.SERVICE_ERROR, P_VOUCHER_DONE, P_SERVICE_ERROR, P_GOODBYE
+                )
+            self.account = event.account
+            self.destination_tries = 0
+            self.state = State.DESTINATION
+            return self._collect(
+                P_VOUCHER_DONE, *self._credit_words(event.account), self._destination_question()
+            )
+        # A refused code counts like a wrong PIN: recorded before the caller hears anything.
+        self.voucher_tries += 1
+        self.voucher_refusal = VOUCHER_REFUSALS[event.result]
+        self.state = State.VOUCHER_FAILURE
+        return [RecordFailure(self.calling, "voucher")]
+
+    def _on_voucher_failure_recorded(self, event: FailureRecorded, now: float) -> list[Command]:
+        refusal = self.voucher_refusal
+        if event.locked:
+            return self._close(EndReason.LOCKED_OUT, refusal, P_LOCKED, P_GOODBYE)
+        if self.voucher_tries >= self.config.max_voucher_tries:
+            return self._close(EndReason.VOUCHER_FAILED, refusal, P_TOO_MANY, P_GOODBYE)
+        self.state = State.VOUCHER
+        return self._collect(refusal, P_VOUCHER_ENTER)
 
 
 _Handler = Callable[[Dialog, Any, float], list[Command]]
@@ -1215,3 +1341,8 @@ _on(State.CONNECTED, ReauthRequested, Dialog._on_reauth)
 _on(State.CONNECTED, ChargingAborted, Dialog._on_aborted)
 _on(State.CONNECTED, DigitReceived, Dialog._on_connected_digit)
 _on(State.REFRESH_ACCOUNT, AccountRefreshed, Dialog._on_refreshed)
+_on(State.VOUCHER_LOCKOUT, LockoutChecked, Dialog._on_voucher_lockout)
+_on(State.VOUCHER, DigitReceived, Dialog._on_digit)
+_on(State.VOUCHER, TimerExpired, Dialog._on_digit_timeout)
+_on(State.REDEEM_VOUCHER, VoucherRedeemed, Dialog._on_voucher_redeemed)
+_on(State.VOUCHER_FAILURE, FailureRecorded, Dialog._on_voucher_failure_recorded)

@@ -10,10 +10,10 @@
 
 Each call has a `CallController` that feeds events to its dialog (with the loop's
 monotonic time) and carries out the commands: SIP answer/reject/BYE, prompt playback,
-timers, directory and lockout look-ups, the outgoing leg (progress, early media, DTMF
-relay), media relay, and credit control (serialised per call, so CCR-U / CCR-T never
-overtake each other, and the credit read after a call comes after its CCR-T). Every dialog
-step is written to the service log (`servicelog`, `servicelog_store`).
+timers, directory and lockout look-ups, voucher redemptions, the outgoing leg (progress,
+early media, DTMF relay), media relay, and credit control (serialised per call, so CCR-U /
+CCR-T never overtake each other, and the credit read after a call comes after its CCR-T).
+Every dialog step is written to the service log (`servicelog`, `servicelog_store`).
 
 New INVITEs pass `Admission` (rate and concurrency) before anything is allocated.
 """
@@ -39,6 +39,8 @@ from ivr_bridge.backends import (
     Directory,
     Lockout,
     OcsDirectory,
+    OcsRecharge,
+    Recharge,
     ReconnectingClient,
 )
 from ivr_bridge.media.rtp import PCMA_PT, PCMU_PT, ULAW_SILENCE
@@ -243,6 +245,8 @@ class CallController:
             self._spawn(self._check_lockout(c.caller))
         elif isinstance(c, d.RecordFailure):
             self._spawn(self._record_failure(c.caller, c.kind))
+        elif isinstance(c, d.RedeemVoucher):
+            self._spawn(self.bridge.recharge.redeem(c.code, c.account, c.caller))
         elif isinstance(c, d.CheckDestination):
             self._spawn(directory.check_destination(c.account, c.destination))
         elif isinstance(c, d.Connect):
@@ -464,6 +468,7 @@ class IvrBridge:
         charging: Charging,
         settings: SettingsProvider = ocs_settings_provider,
         lockout: Lockout | None = None,
+        recharge: Recharge | None = None,
         log_sink: LogSink | None = None,
         prompts: PromptLibrary | None = None,
         max_dialogs: int = 100,
@@ -475,6 +480,7 @@ class IvrBridge:
         self.charging = charging
         self.settings = settings
         self.lockout: Lockout = lockout or DbLockout()
+        self.recharge: Recharge = recharge or OcsRecharge(directory)
         self.log_sink: LogSink = log_sink or DbLogSink()
         self.prompts = prompts or PromptLibrary()
         self.admission = Admission(time.monotonic, max_dialogs=max_dialogs, per_second=max_cps)

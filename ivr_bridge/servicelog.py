@@ -3,8 +3,9 @@
 A *step* is one event handled by the dialog and the commands it produced. `step_line`
 turns it into a JSON-ready dict: what happened (`event`), what the IVR did (`actions`:
 prompts played, look-ups, the number dialled, CCRs and grants, the end reason) and the
-state reached. Secrets never appear: a PIN is logged as one ``*`` per digit, and digits the
-caller sends to the destination after connecting (a bank PIN, a voicemail code) as ``*``.
+state reached. Secrets never appear: a PIN or a voucher code is logged as one ``*`` per
+digit, and digits the caller sends to the destination after connecting (a bank PIN, a
+voicemail code) as ``*``.
 
 Steps that only move digit or charging timers (each key press of a PIN, for instance)
 produce no line: the entered number is logged once, when it is complete.
@@ -45,6 +46,14 @@ def describe_event(event: d.Event) -> Record:
             "account": account.number if account else None,
             **({"available": account.available_units} if account else {}),
         }
+    if isinstance(event, d.VoucherRedeemed):
+        account = event.account
+        return {
+            "type": "voucher_result",
+            "result": event.result.value,
+            **({"account": account.number, "available": account.available_units}
+               if account else {}),
+        }  # fmt: skip
     if isinstance(event, d.DidLookedUp):
         return {"type": "did_result", "forward_to": event.forward_to}
     if isinstance(event, d.LockoutChecked):
@@ -107,6 +116,8 @@ def describe_command(command: d.Command) -> Record | None:
         return {"do": "check_lockout", "caller": c.caller}
     if isinstance(c, d.RecordFailure):
         return {"do": "record_failure", "caller": c.caller, "kind": c.kind}
+    if isinstance(c, d.RedeemVoucher):
+        return {"do": "redeem_voucher", "code": _mask(c.code), "account": c.account.number}
     if isinstance(c, d.RefreshAccount):
         return {"do": "refresh_account"}
     if isinstance(c, d.CheckDestination):

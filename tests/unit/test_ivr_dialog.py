@@ -203,12 +203,21 @@ def test_a_locked_caller_hears_the_message_without_any_pin_prompt():
     assert drv.send(d.DigitReceived("1")) == []
 
 
-def test_no_credit_after_pin():
+def test_no_credit_after_pin_offers_a_voucher_then_gives_up():
     drv = Driver()
     out = login(drv, BROKE)
     play = of(out, d.Play)[0]
     assert play.language == "FR"
-    assert play.prompts == ("your_credit_is", "zéro", "euro", d.P_NO_CREDIT, d.P_GOODBYE)
+    # told, and offered a voucher recharge instead of being hung up on
+    assert play.prompts == ("your_credit_is", "zéro", "euro", d.P_NO_CREDIT, d.P_VOUCHER_MENU)
+    assert not of(out, d.Hangup)
+    for _ in range(2):
+        drv.finish_prompt()
+        out = drv.send(d.TimerExpired(d.T_DIGIT), 8.0)
+        assert of(out, d.Play)[0].prompts == (d.P_VOUCHER_MENU,)
+    drv.finish_prompt()
+    out = drv.send(d.TimerExpired(d.T_DIGIT), 8.0)
+    assert of(out, d.Play)[0].prompts == (d.P_GOODBYE,)
     assert drv.finish_prompt()[0] == d.Hangup(d.EndReason.NO_CREDIT)
 
 
@@ -255,10 +264,16 @@ def test_unaffordable_destination_is_told_and_reprompted():
     login(drv)
     dial(drv, "0044")
     out = drv.send(d.DestinationChecked(d.DestinationStatus.NO_CREDIT))
-    assert of(out, d.Play)[0].prompts == (d.P_INSUFFICIENT, d.P_ENTER_DEST)
+    # told how to top up (star then two), then asked again
+    assert of(out, d.Play)[0].prompts == (d.P_INSUFFICIENT, d.P_VOUCHER_MENU, d.P_ENTER_DEST)
     dial(drv, "0045")
     out = drv.send(d.DestinationChecked(d.DestinationStatus.OK, affordable_seconds=0))
-    assert of(out, d.Play)[0].prompts == (d.P_INSUFFICIENT, d.P_ENTER_DEST)
+    assert of(out, d.Play)[0].prompts == (d.P_INSUFFICIENT, d.P_VOUCHER_MENU, d.P_ENTER_DEST)
+    dial(drv, "0046")
+    out = drv.send(d.DestinationChecked(d.DestinationStatus.NO_CREDIT))
+    # the last try: told, goodbye (no menu any more)
+    assert of(out, d.Play)[0].prompts == (d.P_INSUFFICIENT, d.P_GOODBYE)
+    assert drv.finish_prompt()[0] == d.Hangup(d.EndReason.NO_DESTINATION)
 
 
 def test_invalid_destination_reprompted_then_gives_up():

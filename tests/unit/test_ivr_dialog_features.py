@@ -83,11 +83,12 @@ def test_caller_id_access_can_be_switched_off():
     assert out == [d.Answer(), d.CheckLockout(CALLER)]
 
 
-def test_registered_caller_without_credit_is_told_and_hung_up():
+def test_registered_caller_without_credit_is_offered_a_voucher():
     drv = Driver()
     out = registered_call(drv, replace(BOB, available_units=0, credit_money=Decimal(0)))
-    assert of(out, d.Play)[0].prompts[-2:] == (d.P_NO_CREDIT, d.P_GOODBYE)
-    assert drv.finish_prompt()[0] == d.Hangup(d.EndReason.NO_CREDIT)
+    assert of(out, d.Play)[0].prompts[-2:] == (d.P_NO_CREDIT, d.P_VOUCHER_MENU)
+    assert not of(out, d.Hangup)
+    assert drv.dialog.state is d.State.DESTINATION
 
 
 # ------------------------------------------------------------------ language
@@ -381,13 +382,14 @@ def test_redial_uses_the_accounts_last_number_and_says_when_there_is_none():
     assert of(out, d.Play)[0].prompts == (d.P_NO_REDIAL, d.P_ENTER_DEST)
 
 
-def test_no_more_credit_after_a_call_is_told_and_hangs_up():
+def test_no_more_credit_after_a_call_is_told_and_offered_a_voucher():
     drv = Driver()
     connected(drv)
     drv.send(d.CalleeHungUp(), 5.0)
     broke = replace(ALICE, available_units=0, credit_money=Decimal(0))
     out = drv.send(d.AccountRefreshed(broke))
-    assert of(out, d.Play)[0].prompts[-2:] == (d.P_NO_CREDIT, d.P_GOODBYE)
+    assert of(out, d.Play)[0].prompts[-2:] == (d.P_NO_CREDIT, d.P_VOUCHER_MENU)
+    assert drv.dialog.state is d.State.DESTINATION
 
 
 def test_caller_hangup_at_the_another_call_prompt_ends_as_caller_hangup():
