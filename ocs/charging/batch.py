@@ -71,7 +71,11 @@ Item = Work | Sweep
 Result = Outcome | list[Outcome] | BaseException
 
 
-def run(items: Sequence[Item], ctx: RatingContext, dialect: Dialect) -> Op[list[Result]]:
+def run(
+    items: Sequence[Item], ctx: RatingContext, dialect: Dialect, *, every_answer: bool = False
+) -> Op[list[Result]]:
+    """`every_answer`: read the stored answers of every Session-Id (a batch run again after
+    a clash with another process, which may have answered any of its requests)."""
     requests = [it.req for it in items if isinstance(it, Work)]
     sweeps = [it for it in items if isinstance(it, Sweep)]
 
@@ -104,7 +108,8 @@ def run(items: Sequence[Item], ctx: RatingContext, dialect: Dialect) -> Op[list[
         {
             r.session_id
             for r in requests
-            if needs_stored_answers(
+            if every_answer
+            or needs_stored_answers(
                 r, sessions[r.session_id].row if r.session_id in sessions else None
             )
         }

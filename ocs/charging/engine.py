@@ -182,23 +182,33 @@ class ChargingEngine:
     async def _run(self, items: list[Item]) -> list[Result]:
         ctx = self.context()
         dialect = self.store.sql
+        # After a clash, another process may have answered any of these requests: read every
+        # stored answer from then on.
+        clashed = False
         if not self.per_operation:
             for _ in range(RETRIES):
-                (result,) = await self.store.run_batch([batch.run(items, ctx, dialect)])
+                (result,) = await self.store.run_batch(
+                    [batch.run(items, ctx, dialect, every_answer=clashed)]
+                )
                 if not isinstance(result, BaseException):
                     return list(result)
                 if not _passing(result):
                     log.error("set-based batch of %d failed: %r", len(items), result)
                     break
+                clashed = True
                 self.retried_batches += 1
             self.fallback_batches += 1
         results: list[Result] = []
         for item in items:
             # one by one, each its own transaction (and its own retries)
+            again = clashed
             for _ in range(RETRIES):
-                (one,) = await self.store.run_batch([batch.run([item], ctx, dialect)])
+                (one,) = await self.store.run_batch(
+                    [batch.run([item], ctx, dialect, every_answer=again)]
+                )
                 if not isinstance(one, BaseException) or not _passing(one):
                     break
+                again = True
             results.append(one[0] if isinstance(one, list) else one)
         return results
 

@@ -268,14 +268,19 @@ def write_sessions(opened: Sequence[Opened], moved: Sequence[Moved], now: dateti
 
 
 def write_answers(answers: Sequence[tuple[RequestKey, CCAnswer]], now: datetime) -> Op[None]:
-    """Store every answer given; the first answer to a request is the one that stays."""
+    """Store every answer given. The first answer to a request is the one that stays: if
+    another process stored one for the same request meanwhile (two copies of a request
+    computed at once), this batch must not send its own (SessionClash: it runs again and
+    then finds the stored one)."""
     if not answers:
         return
     rows = sorted(
         (sid, kind, number, json.dumps(answer_to_json(a), separators=(",", ":")), now)
         for (sid, kind, number), a in answers
     )
-    yield Many(_INSERT_ANSWERS.sql, _INSERT_ANSWERS.pg_sql, rows)
+    done = yield Many(_INSERT_ANSWERS.sql, _INSERT_ANSWERS.pg_sql, rows)
+    if done[0][0] != len(rows):
+        raise SessionClash("another process answered one of these requests meanwhile")
 
 
 # --- operator actions and housekeeping --------------------------------------------------------

@@ -241,3 +241,21 @@ async def test_answers_are_kept_for_the_retention_then_purged(two) -> None:
     assert await a.purge_answers() == 0
     assert await CcAnswer.filter(session_id="new").count() == 1
     assert await CcAnswer.filter(session_id="old").count() == 0
+
+
+async def test_copies_of_a_ccr_i_computed_at_once_by_two_processes_get_one_answer(two) -> None:
+    """Both read no session, both compute; the second to commit finds the first's answer
+    stored and must send that one, even when its own would differ (4012 after the first's
+    reservation took the last credit)."""
+    a, b, _ = two
+    acc = await accounts.get_account("1001")
+    for i in range(30):
+        missing = 6000 - (await accounts.get_account("1001")).available
+        if missing:
+            await ledger.adjust(acc.id, missing, actor="test")
+        original = ccr(f"race{i}", RequestType.INITIAL, 0, requested=30)
+        copy = dataclasses.replace(original, retransmission=True)
+        x, y = await asyncio.gather(a.handle(original), b.handle(copy))
+        assert x == y, i
+        assert (await accounts.get_account("1001")).reserved == 6000 * (x.result_code == 2001)
+        await a.handle(ccr(f"race{i}", RequestType.TERMINATE, 1, used=0))
