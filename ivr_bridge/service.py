@@ -430,7 +430,7 @@ async def start_part(ctx: ServeContext) -> Part:
     from ocs.runtime import SimplePart
 
     s = ctx.settings
-    gy = GyClient(s.diameter_host, s.diameter_port, "ivr." + s.diameter_realm, s.diameter_realm)
+    gy = GyClient(s.diameter_host, s.diameter_port, s.ivr_origin_host, s.diameter_realm)
     await _connect_with_retry(gy)
     charging = CreditControlCharging(ReconnectingClient(gy), gy.origin_host, gy.realm)
     bridge = IvrBridge(s.sip_host, s.sip_port, directory=OcsDirectory(), charging=charging)
