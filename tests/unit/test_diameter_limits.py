@@ -385,3 +385,16 @@ def test_tls_peer_whose_origin_host_is_not_its_certificate_is_refused() -> None:
     assert result_code(sent(evs)[0]) == 3010 and isinstance(evs[-1], Close)
     s = ServerPeer(SERVER, {"*"}, now=0.0, certificate_names=("pcscf.test",))
     assert result_code(sent(s.receive_data(cl.start()))[0]) == 2001
+
+
+def test_kamailio_repeats_origin_host_and_realm_identically_and_is_served() -> None:
+    """Kamailio 5.6.3 (cdp) sends Origin-Host and Origin-Realm twice in every CCR, as
+    identical copies: tolerated. A second, different Origin-Host is still 5009."""
+    s, cl = opened_pair()
+    head = base_ccr(cl)
+    copies = c.avp_str(264, "pcscf.test") + c.avp_str(296, "test")
+    (ev,) = s.receive_data(with_body(head, copies))
+    assert isinstance(ev, CreditControl) and ev.request.origin_host == "pcscf.test"
+    other = c.avp_str(264, "other.test")
+    (cca,) = sent(s.receive_data(with_body(head, other)))
+    assert result_code(cca) == 5009 and failed_avp(cca) == other
