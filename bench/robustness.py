@@ -477,7 +477,9 @@ def main() -> int:
     result: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(),
+                    # shared machine: the load says how much the absolute figures are worth
+                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
     }
     if "decode" in only:
         result["decode"] = bench_decode()
@@ -488,6 +490,7 @@ def main() -> int:
     if "floods" in only:
         result["diameter_latency"] = asyncio.run(bench_floods(args.seconds, args.rate))
         print(json.dumps(result["diameter_latency"], indent=2))
+    result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"written {args.out}")
