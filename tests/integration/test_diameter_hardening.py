@@ -55,14 +55,17 @@ async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
     return data
 
 
+@pytest.mark.parametrize("partial", [100, 3000], ids=["number-bound", "byte-bound"])
 async def test_connections_without_cer_are_bounded_in_number_and_bytes(
-        server: DiameterServer) -> None:
+        server: DiameterServer, partial: int) -> None:
+    """60 connections each send the start of a 4 KiB CER and stop. Small pieces: the
+    connection bound (20) drops the oldest; large ones: the byte bound (40,000) does first.
+    Either way the oldest go, the totals stay bounded, and a real switch still gets in."""
     peak = 0
     conns = []
     for _ in range(60):
         reader, writer = await asyncio.open_connection("127.0.0.1", server.bound_port)
-        # the start of a 4 KiB CER that never completes
-        writer.write(c.encode_header(4096, c.FLAG_R, c.CMD_CER, 0, 1, 1) + bytes(3000))
+        writer.write(c.encode_header(4096, c.FLAG_R, c.CMD_CER, 0, 1, 1) + bytes(partial))
         await writer.drain()
         conns.append((reader, writer))
         await asyncio.sleep(0.005)
@@ -74,7 +77,10 @@ async def test_connections_without_cer_are_bounded_in_number_and_bytes(
     closed = await asyncio.gather(*(asyncio.wait_for(read_until_closed(r), DEADLINE)
                                     for r, _ in conns[:40]))
     assert closed == [b""] * 40  # the oldest were dropped without a word
-    assert server.over_buffer > 0  # both bounds were used
+    if partial == 100:
+        assert server.over_buffer == 0 and server.connection_count == 20
+    else:
+        assert server.over_buffer > 0 and server.connection_count <= 40_000 // 3020
     # a real switch still gets in: the oldest connection without CER makes room
     async with GyClient("127.0.0.1", server.bound_port, "sw.test", "test") as gy:
         a = await gy.initial(gy.new_session_id(), "5173", "0141587070", requested_time=30)
