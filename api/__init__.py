@@ -24,9 +24,10 @@ every route, whoever wrote it:
 * Unsafe methods (POST/PUT/PATCH/DELETE) outside ``/api/`` need the CSRF token: put
   ``{{ csrf_input | safe }}`` in every form (or send the ``X-CSRFToken`` header).
 * Page templates extend ``base.html`` (blocks ``title``, ``content``; set ``active`` to
-  the nav item: config, supervision, cdr, users, costs). Jinja filters ``units``
-  (thousands-grouped integer) and ``money`` (units → "20,38 Euros" at the configured unit price:
-  pass ``ops`` — ``await api.web.page_context(request)`` gives ``ops`` and ``flash``).
+  the nav item: dashboard, config, supervision, cdr, users, costs, vouchers). Jinja filters
+  ``units`` (thousands-grouped integer) and ``money`` (units → "20,38 Euros" at the
+  configured unit price: pass ``ops`` — ``await api.web.page_context(request)`` gives
+  ``ops`` and ``flash``).
 * API errors: raise ``api.errors.ApiError(status, error, detail=..., field=...)``; the body
   is ``{"error": ..., "detail": ..., "field": ...}``.
 * The running ``ServeContext`` is ``api.web.ctx_of(request)``.

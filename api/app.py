@@ -14,13 +14,13 @@ from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.stores.file import FileStore
 
 from api import auth
+from api.api_docs import api_docs_plugin, swagger_redirect
 from api.errors import ApiError, api_error_handler, http_error_handler, server_error_handler
 from api.templating import STATIC, VERSION, template_config
 from api.web import CTX_KEY
@@ -36,6 +36,8 @@ ROUTE_MODULES: list[str] = [
     "api.routes_supervision",
     "api.routes_api",
     "api.routes_cdr",
+    "api.routes_ops",
+    "api.routes_ops_pages",
 ]
 
 STOPPING_KEY = "ocs_stopping"
@@ -57,7 +59,7 @@ def collect_routes(modules: list[str]) -> list[Any]:
 
 @get("/", include_in_schema=False)
 async def home() -> Redirect:
-    return Redirect("/supervision", status_code=303)
+    return Redirect("/dashboard", status_code=303)
 
 
 @get("/metrics", media_type=MediaType.TEXT, include_in_schema=False)
@@ -85,6 +87,7 @@ def create_app(ctx: ServeContext, *, extra_routes: list[Any] | None = None) -> L
         home,
         metrics_endpoint,
         healthz,
+        swagger_redirect,
         static,
         *collect_routes(ROUTE_MODULES),
         *(extra_routes or []),
@@ -98,7 +101,7 @@ def create_app(ctx: ServeContext, *, extra_routes: list[Any] | None = None) -> L
             "`Authorization: Bearer <key>` (create one with `ocs apikey create NAME`)."
         ),
         path="/schema",
-        render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        render_plugins=[api_docs_plugin()],
         components=Components(
             security_schemes={
                 "ApiKey": SecurityScheme(

@@ -23,20 +23,27 @@ class LiveCall:
     tariff_prefix: str
     started_at: datetime
     used_seconds: int
-    cost: int  # units already debited for this call
+    cost: int  # units the call has used so far (charged to the balance only at its end)
     peer: str
+    # What the account's *other* live calls had consumed when this row was read: a call's
+    # CALL entry is written at its end, so every live call of the account spends the same
+    # balance. Subtracted so that two calls on one account do not both show it whole.
+    others: int = 0
 
     def elapsed(self, now: datetime | None = None) -> int:
         now = now or datetime.now(UTC)
         return max(0, int((now - self.started_at).total_seconds()))
 
     def consumption(self, now: datetime | None = None) -> int:
-        """Units the call has consumed so far: debited, or elapsed × rate if that is more."""
+        """Units the call has consumed so far: its reported usage, or elapsed × rate if
+        that is more."""
         return max(self.cost, self.elapsed(now) * self.rate)
 
     def credit(self, now: datetime | None = None) -> int:
-        """The balance once what the call consumed beyond its debits is taken."""
-        return self.balance - (self.consumption(now) - self.cost)
+        """Credit left to the account now: its balance (not yet charged for any live call:
+        the CALL entry is written when the call ends) less what this call and the account's
+        other live calls have consumed."""
+        return self.balance - self.consumption(now) - self.others
 
     def as_json(self, now: datetime | None = None) -> dict[str, Any]:
         now = now or datetime.now(UTC)
@@ -91,4 +98,17 @@ async def live_calls(limit: int = 1000) -> list[LiveCall]:
                 peer=row.peer,
             )
         )
-    return calls
+    return _with_others(calls, datetime.now(UTC))
+
+
+def _with_others(calls: list[LiveCall], now: datetime) -> list[LiveCall]:
+    from dataclasses import replace
+
+    totals: dict[str, int] = {}
+    for call in calls:
+        if call.account:
+            totals[call.account] = totals.get(call.account, 0) + call.consumption(now)
+    return [
+        replace(c, others=totals[c.account] - c.consumption(now)) if c.account else c
+        for c in calls
+    ]

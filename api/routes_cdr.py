@@ -97,10 +97,9 @@ async def cdr_page(
     except ApiError as exc:
         error, flt = exc.detail, cdr.CdrFilter(user=user.strip(), prefix=prefix.strip())
     page = await cdr.list_cdrs(flt, limit=PAGE_SIZE, before=before, after=after)
-    dec = cdr.decimal_separator(ops.csv_separator)
+    fmt = context["fmt"]
     rows = [
-        {"rec": r, "date": cdr.stamp(r.created_at, ops.tz),
-         "money": cdr.money_text(r.cost, ops.unit_price, dec)}
+        {"rec": r, "date": cdr.stamp(r.created_at, ops.tz), "money": fmt.amount(r.cost)}
         for r in page.items
     ]
     context.update(

@@ -10,9 +10,9 @@ from litestar.datastructures import UploadFile
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Template
 
-from api.templating import render_page
-from api.web import flash, form_dict, page_context, rating_field
-from ocs import accounts, admin_auth, ledger, money, rating, tariffs
+from api.templating import Formatter, render_page
+from api.web import actor_of, flash, form_dict, page_context, rating_field
+from ocs import account_search, accounts, admin_auth, ledger, money, rating, tariffs
 from ocs.models import Account, LedgerEntry
 from ocs.models import Tariff as TariffRow
 from ocs.settings_store import (
@@ -78,30 +78,84 @@ async def config_save(request: Request[Any, Any, Any]) -> Template | Redirect:
 # --- Users ----------------------------------------------------------------------------
 
 
-@get("/users", include_in_schema=False)
-async def users_page(request: Request[Any, Any, Any], q: str = "", page: int = 1) -> Template:
-    context = await page_context(request, "users")
-    page = max(1, page)
-    result = await accounts.list_accounts(q, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
-    pages = max(1, -(-result.total // PAGE_SIZE))
+def page_number(raw: str | None) -> int:
+    """`?page=` as typed: anything that is not a positive whole number means page 1."""
+    text = (raw or "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else 1
 
-    def link(n: int) -> str:
-        return "/users?" + urlencode({"q": q, "page": n} if q else {"page": n})
+
+USER_FILTERS = ("q", "caller_id", "did", "status", "sort")
+
+
+@get("/users", include_in_schema=False)
+async def users_page(
+    request: Request[Any, Any, Any],
+    q: str = "",
+    caller_id: str = "",
+    did: str = "",
+    status: str = "",
+    low: str = "",
+    sort: str = "number",
+    page: str = "1",
+) -> Template:
+    """The Users list: search (number/name, caller ID, DID; PIN through a POST so it never
+    lands in a URL), filters, sorts, CSV of the list. A page past the end shows the last."""
+    context = await page_context(request, "users")
+    ops = context["ops"]
+    query = account_search.UserQuery(q=q, caller_id=caller_id, did=did, status=status,
+                                      low=bool(low), sort=sort or "number")
+    params = {k: v for k, v in {"q": q, "caller_id": caller_id, "did": did, "status": status,
+                                "low": "1" if low else "", "sort": sort}.items()
+              if v and not (k == "sort" and v == "number")}
+    error = error_field = ""
+    wanted = page_number(page)
+    try:
+        result = await account_search.search(query, low_threshold=ops.low_credit_threshold,
+                                             offset=(wanted - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+        pages = max(1, -(-result.total // PAGE_SIZE))
+        if wanted > pages:  # past the end: show the last page rather than an empty one
+            wanted = pages
+            result = await account_search.search(
+                query, low_threshold=ops.low_credit_threshold,
+                offset=(wanted - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    except account_search.SearchError as exc:
+        error, error_field = str(exc), exc.field
+        result = account_search.UserPage([], 0, 0, PAGE_SIZE)
+        pages = 1
+
+    def link(n: int, **change: str) -> str:
+        items = {**params, **change}
+        if n > 1:
+            items["page"] = str(n)
+        items = {k: v for k, v in items.items() if v}
+        return "/users" + ("?" + urlencode(items) if items else "")
+
+    def sort_link(key: str) -> str:
+        current = sort or "number"
+        target = f"-{key}" if current == key else key
+        return link(1, sort="" if target == "number" else target)
 
     context.update(
         {
-            "q": q,
-            "items": result.items,
+            "q": q, "f": {"caller_id": caller_id, "did": did, "status": status, "low": bool(low),
+                          "sort": sort or "number"},
+            "rows": result.rows,
+            "items": [r.account for r in result.rows],
             "total": result.total,
-            "page": page,
+            "page": wanted,
             "pages": pages,
-            "prev_link": link(page - 1) if page > 1 else "",
-            "next_link": link(page + 1) if page < pages else "",
-            "first": result.offset + 1 if result.items else 0,
-            "last": result.offset + len(result.items),
+            "prev_link": link(wanted - 1) if wanted > 1 else "",
+            "next_link": link(wanted + 1) if wanted < pages else "",
+            "first": result.offset + 1 if result.rows else 0,
+            "last": result.offset + len(result.rows),
+            "sort_link": sort_link,
+            "export_link": "/users/list.csv" + ("?" + urlencode(params) if params else ""),
+            "filtered": query.active,
+            "error": error,
+            "error_field": error_field,
         }
     )
-    return render_page(request, "users.html", context)
+    return render_page(request, "users.html", context, status=422 if error else 200)
 
 
 def _caller_list(text: str) -> list[str]:
@@ -157,6 +211,8 @@ async def _render_user(
     *,
     show_all: bool = False,
     status: int = 200,
+    credit: dict[str, str] | None = None,
+    adjust: dict[str, str] | None = None,
 ) -> Template:
     context = await page_context(request, "users")
     callers = await accounts.caller_ids(account.id)
@@ -183,6 +239,9 @@ async def _render_user(
             "values": shown,
             "error": error,
             "error_field": error_field,
+            # the credit and adjust forms keep what was typed (and the unit) after an error
+            "credit": {"amount": "", "unit": "money", "note": "", **(credit or {})},
+            "adjust": {"amount": "", "unit": "money", "reason": "", **(adjust or {})},
         }
     )
     return render_page(request, "user.html", context, status=status)
@@ -207,30 +266,38 @@ async def user_update(request: Request[Any, Any, Any], number: str) -> Template 
     return Redirect(f"/users/{account.number}", status_code=303)
 
 
+def amount_units(raw: str, unit: str, unit_price: Any, *, signed: bool = False) -> int:
+    """An amount typed in the UI: money in the currency (the default) or whole units."""
+    raw = raw.strip()
+    if unit == "units":
+        body = raw[1:] if signed and raw[:1] in "+-" else raw.lstrip("+")
+        if not body.isdigit():
+            raise money.MoneyError(f"not a whole number of units: {raw!r}")
+        return -int(body) if raw.startswith("-") else int(body)
+    value = money.parse_money(raw)
+    if not signed and value < 0:
+        raise money.MoneyError("credit must be positive")
+    return money.money_to_units(value, unit_price)
+
+
 @post("/users/{number:str}/credit", include_in_schema=False, status_code=303)
-async def user_credit(request: Request[Any, Any, Any], number: str) -> Redirect:
+async def user_credit(request: Request[Any, Any, Any], number: str) -> Template | Redirect:
     account = await _account(number)
     form = await form_dict(request)
     ops = await load_operator_settings()
-    raw = form.get("amount", "").strip()
+    unit = "units" if form.get("unit") == "units" else "money"
+    typed = {"amount": form.get("amount", ""), "unit": unit, "note": form.get("note", "")}
     try:
-        if form.get("unit", "units") == "money":
-            units = money.money_to_units(money.parse_money(raw), ops.unit_price)
-        else:
-            if not raw.lstrip("+").isdigit():
-                raise money.MoneyError(f"not a whole number of units: {raw!r}")
-            units = int(raw)
+        units = amount_units(typed["amount"], unit, ops.unit_price)
         posted = await ledger.credit(
-            account.id, units, actor="admin", note=form.get("note", "").strip()[:255]
+            account.id, units, actor=actor_of(request), note=typed["note"].strip()[:255]
         )
     except (money.MoneyError, ledger.LedgerError) as exc:
-        flash(request, f"Credit refused: {exc}", "error")
-    else:
-        shown = money.format_money(money.units_to_money(units, ops.unit_price))
-        flash(
-            request,
-            f"Added {units} units ({shown} {ops.currency}); balance {posted.balance_after}.",
-        )
+        # Re-show the form as typed, the error beside the amount (no reset to units).
+        return await _render_user(request, account, {}, f"Credit refused: {exc}",
+                                  "credit-amount", status=422, credit=typed)
+    fmt = Formatter(ops)
+    flash(request, f"Added {units} units ({fmt.money(units)}); balance {posted.balance_after}.")
     return Redirect(f"/users/{account.number}", status_code=303)
 
 
@@ -304,7 +371,51 @@ async def costs_page(request: Request[Any, Any, Any]) -> Template:
 def _tariff_form(form: dict[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {k: form.get(k, "") for k in TARIFF_FIELDS if k != "barred"}
     values["barred"] = bool(form.get("barred"))
+    for band in ("h1", "h2"):
+        values[f"{band}_per_minute"] = form.get(f"{band}_per_minute", "")
+        values[f"accept_{band}"] = form.get(f"accept_{band}", "")
     return values
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+class RoundingNeeded(Exception):
+    def __init__(self, notes: list[dict[str, Any]]) -> None:
+        super().__init__("rounding to accept")
+        self.notes = notes
+
+
+def _apply_per_minute(values: dict[str, Any], ops: Any) -> dict[str, Any]:
+    """Money-per-minute fields become whole units/second. Exact prices apply as they are;
+    others are rounded to the nearest rate, shown, and applied only once accepted."""
+    notes: list[dict[str, Any]] = []
+    out = dict(values)
+    fmt = Formatter(ops)
+    for band in ("h1", "h2"):
+        text = str(values.get(f"{band}_per_minute") or "").strip()
+        if not text:
+            continue
+        try:
+            asked = money.parse_money(text)
+        except money.MoneyError:
+            raise tariffs.TariffError(f"{band}_per_minute must be an amount like 0.05",
+                                      f"{band}_per_minute") from None
+        conv = tariffs.rate_from_per_minute(asked, ops.unit_price)
+        if conv.exact or str(values.get(f"accept_{band}")) == str(conv.rate):
+            out[f"{band}_rate"] = conv.rate
+            continue
+        places = max(4, fmt.minor_units)
+        notes.append({
+            "band": band, "label": band.upper(), "rate": conv.rate,
+            "asked": money.format_money(asked, max(2, -int(asked.as_tuple().exponent))),
+            "exact": money.format_money(conv.exact_rate, 4),
+            "applied": money.format_money(conv.applied, places),
+        })
+    if notes:
+        raise RoundingNeeded(notes)
+    return out
 
 
 @post("/costs", include_in_schema=False, status_code=303)
@@ -313,12 +424,18 @@ async def tariff_create(request: Request[Any, Any, Any]) -> Template | Redirect:
     ops = await load_operator_settings()
     try:
         tariff = tariffs.parse_tariff(
-            values, default_block=ops.default_initial_block, default_increment=ops.default_increment
+            _apply_per_minute(values, ops), default_block=ops.default_initial_block,
+            default_increment=ops.default_increment,
         )
         await tariffs.save_tariff(tariff)
+    except RoundingNeeded as need:
+        context = await _costs_context(request)
+        context.update({"values": values, "rounding": need.notes})
+        return render_page(request, "costs.html", context, status=422)
     except (tariffs.TariffError, rating.RatingError) as exc:
         context = await _costs_context(request)
-        context.update({"values": values, "error": str(exc), "error_field": _tariff_field(exc)})
+        context.update({"values": values, "error": _sentence(tariffs.humanise(str(exc))),
+                        "error_field": _tariff_field(exc)})
         return render_page(request, "costs.html", context, status=422)
     flash(request, f"Tariff {tariff.prefix} added.")
     return Redirect("/costs", status_code=303)
@@ -352,12 +469,19 @@ async def tariff_edit_page(request: Request[Any, Any, Any], tariff_id: int) -> T
 async def tariff_update(request: Request[Any, Any, Any], tariff_id: int) -> Template | Redirect:
     row = await _tariff(tariff_id)
     values = _tariff_form(await form_dict(request))
+    ops = await load_operator_settings()
     try:
-        tariff = tariffs.parse_tariff(values)
+        tariff = tariffs.parse_tariff(_apply_per_minute(values, ops))
         await tariffs.save_tariff(tariff, tariff_id=row.id)
+    except RoundingNeeded as need:
+        context = await page_context(request, "costs")
+        context.update({"row": row, "values": values, "rounding": need.notes, "error": "",
+                        "error_field": ""})
+        return render_page(request, "tariff_edit.html", context, status=422)
     except (tariffs.TariffError, rating.RatingError) as exc:
         context = await page_context(request, "costs")
-        context.update({"row": row, "values": values, "error": str(exc),
+        context.update({"row": row, "values": values,
+                        "error": _sentence(tariffs.humanise(str(exc))),
                         "error_field": _tariff_field(exc)})
         return render_page(request, "tariff_edit.html", context, status=422)
     flash(request, f"Tariff {tariff.prefix} saved.")

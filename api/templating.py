@@ -32,12 +32,14 @@ class Formatter:
     def currency(self) -> str:
         return self.ops.currency
 
+    @property
+    def minor_units(self) -> int:
+        return money.minor_units(self.ops.currency_code)
+
     def amount(self, units: int) -> str:
-        """Money for `units` without the currency: at least 2 decimals, exact beyond that."""
-        exact = money.units_to_money(int(units), self.ops.unit_price)
-        exponent = exact.normalize().as_tuple().exponent
-        places = max(2, -exponent if isinstance(exponent, int) else 2)
-        return money.format_money(exact, places)
+        """Money for `units` without the currency, in the currency's minor unit (the one
+        money display of the UI: `ocs.money.display`)."""
+        return money.display(int(units), self.ops.unit_price, self.ops.currency_code)
 
     def money(self, units: int) -> str:
         return f"{self.amount(units)} {self.ops.currency}"

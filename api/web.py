@@ -45,6 +45,19 @@ async def page_context(request: Request[Any, Any, Any], active: str = "") -> dic
     }
 
 
+def actor_of(request: Request[Any, Any, Any]) -> str:
+    """Who is acting, for ledger entries and the audit log: the API key's name on /api,
+    otherwise the logged-in operator ("admin" while the UI has a single operator)."""
+    key = getattr(request.state, "api_key", None)
+    if key is not None:
+        return f"api:{key.name}"[:64]
+    try:
+        name = request.session.get("operator") or request.session.get("user")
+    except Exception:  # no session on this route
+        name = None
+    return str(name or "admin")[:64]
+
+
 async def form_dict(request: Request[Any, Any, Any]) -> dict[str, str]:
     """The submitted form as plain strings (last value wins), without the CSRF field."""
     form = await request.form()

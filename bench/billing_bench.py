@@ -2,8 +2,9 @@
 
     python bench/billing_bench.py [--cdrs 100000] [--accounts 1000] [--also 10000]
 
-Setup (not measured) writes the calls through the real ledger path (`settle_with_cdr` in
-group-commit batches): one CALL entry + one CDR per call, plus one CREDIT per account. Each
+Setup (not measured) writes the calls through the real charging path (CCR-I then CCR-T
+through a `ChargingEngine`, `tests/calls.py`): one CALL entry + one CDR per call, plus one
+CREDIT per account. Each
 measured phase then runs in a fresh subprocess on a copy of that database, so the peak RSS
 (`resource.getrusage(...).ru_maxrss`) is the phase's own; each phase runs twice, once
 plain (time, RSS) and once under tracemalloc (peak Python allocations). `--also N` repeats
@@ -32,9 +33,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ocs import billing, cdr, db, ledger  # noqa: E402
+from ocs import billing, cdr, db, ledger, tariffs  # noqa: E402
 from ocs.config import Settings  # noqa: E402
 from ocs.models import Account  # noqa: E402
+from tests.calls import Call, CallRecorder  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "billing_bench.json"
 
@@ -58,25 +60,16 @@ async def setup(folder: Path, n_cdrs: int, n_accounts: int) -> dict[str, Any]:
         await store.run_batch(
             [ledger.post(aid, 10**12, LedgerKind.CREDIT, actor="bench") for aid in ids]
         )
+        await tariffs.import_tariffs([tariffs.parse_tariff({"prefix": "DEFAULT", "h1_rate": 200})])
         start = datetime(2026, 1, 1, tzinfo=UTC)
-        batch: list[Any] = []
-        for i in range(n_cdrs):
-            aid = ids[i % len(ids)]
-            duration = 1 + i % 300
-            ended = start + timedelta(seconds=10 * i)
-            row = cdr.cdr_row(
-                account_id=aid, account_number=numbers[aid], session_id=f"bench;{i}",
-                dialed=f"33{i % 1000:04d}{i % 97:03d}", answered_at=ended - timedelta(
-                    seconds=duration), duration=duration, cost=200 * duration, ended_at=ended,
-                call_id=f"A{i:017d}", connect_delay=i % 7, tariff_prefix="DEFAULT",
-            )
-            batch.append(cdr.settle_with_cdr(aid, 0, row))
-            if len(batch) == 1000:
-                results = await store.run_batch(batch)
-                assert not any(isinstance(r, BaseException) for r in results)
-                batch = []
-        if batch:
-            await store.run_batch(batch)
+        async with CallRecorder(store) as recorder:
+            for first in range(0, n_cdrs, 1000):
+                chunk = [
+                    Call(numbers[ids[i % len(ids)]], f"33{i % 1000:04d}{i % 97:03d}",
+                         1 + i % 300, call_id=f"A{i:017d}", connect_delay=i % 7)
+                    for i in range(first, min(n_cdrs, first + 1000))
+                ]
+                await recorder.calls(chunk, at=start + timedelta(seconds=10 * first))
     return {"setup_seconds": round(time.perf_counter() - t0, 2)}
 
 

@@ -11,6 +11,9 @@ baseline to compare both in one run.
 
 `--spawn full` runs the real product (`ocs serve --only ocs`, demo data) on SQLite, then on a
 fresh PostgreSQL database, then the stock python-diameter Node baseline, in one run.
+`--accounts N` spreads the sessions over N accounts (created with plenty of credit; 1 = the
+demo's account 1001, found by its caller ID); `--workers N` is `ocs serve --workers N`.
+`bench/gy_matrix.py` runs the whole comparison table in one go.
 
 Every session is I (request 30 s) -> U (used 30) -> U (used 30) -> T (used 10), so the mix is
 I:U:T = 1:2:1; `--concurrency` sessions are in flight per connection (requests pipelined
@@ -63,10 +66,14 @@ class Stats:
     recording: bool = False
 
 
+BENCH_ACCOUNT_BASE = 300000  # --accounts N: numbers 300000 .. 300000+N-1
+
+
 class LoadConnection(asyncio.Protocol):
     def __init__(self, name: str, concurrency: int, stats: Stats, mscc: bool,
-                 realm: str) -> None:
+                 realm: str, accounts: int = 1) -> None:
         self.name = name
+        self.accounts = accounts
         self.concurrency = concurrency
         self.stats = stats
         self.mscc = mscc
@@ -124,13 +131,20 @@ class LoadConnection(asyncio.Protocol):
         self.sessions += 1
         self.send(f"{self.name};{RUN_ID};{self.sessions}", 0)
 
+    def subscriber(self, sid: str) -> SubscriptionId:
+        if self.accounts <= 1:
+            return SubscriptionId(SubscriptionIdType.END_USER_E164, "5173")
+        n = int(sid.rsplit(";", 1)[1]) * 7919 + hash(self.name)
+        number = str(BENCH_ACCOUNT_BASE + n % self.accounts)
+        return SubscriptionId(SubscriptionIdType.END_USER_PRIVATE, number)
+
     def send(self, sid: str, step: int) -> None:
         rtype, used = STEPS[step]
         units = (UsedUnits(used),) if used is not None else ()
         requested = rtype is not RequestType.TERMINATE
         req = CCRequest(
             sid, self.name, "bench", rtype, step,
-            (SubscriptionId(SubscriptionIdType.END_USER_E164, "5173"),),
+            (self.subscriber(sid),),
             called_party="0141587070",
             mscc=(MsccRequest(100, 1000, requested, 30 if requested else None, units),)
             if self.mscc else None,
@@ -157,7 +171,8 @@ def percentile(sorted_values: list[float], p: float) -> float:
 
 
 async def run_load(host: str, port: int, *, connections: int, concurrency: int,
-                   duration: float, warmup: float, mscc: bool, realm: str) -> dict[str, object]:
+                   duration: float, warmup: float, mscc: bool, realm: str,
+                   accounts: int = 1) -> dict[str, object]:
     loop = asyncio.get_running_loop()
     stats = Stats()
     conns: list[LoadConnection] = []
@@ -165,7 +180,7 @@ async def run_load(host: str, port: int, *, connections: int, concurrency: int,
         name = f"load{i}.bench"
 
         def factory(name: str = name) -> LoadConnection:
-            return LoadConnection(name, concurrency, stats, mscc, realm)
+            return LoadConnection(name, concurrency, stats, mscc, realm, accounts)
 
         _, proto = await loop.create_connection(factory, host, port)
         conns.append(proto)
@@ -196,6 +211,7 @@ async def run_load(host: str, port: int, *, connections: int, concurrency: int,
         "elapsed_s": round(elapsed, 2),
         "connections": connections,
         "concurrency_per_connection": concurrency,
+        "accounts": accounts,
         "mscc": mscc,
     }
 
@@ -249,9 +265,27 @@ def _drop_postgres(name: str) -> None:
     asyncio.run(drop())
 
 
-def spawn_ocs(database: str, port: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+async def _bench_accounts(database_url: str, data_dir: str, n: int) -> None:
+    """Accounts BENCH_ACCOUNT_BASE.. with credit that never runs dry (not measured)."""
+    from ocs import db, ledger
+    from ocs.config import Settings
+    from ocs.models import Account, LedgerKind
+
+    settings = Settings(data_dir=Path(data_dir), database_url=database_url)
+    async with db.database(settings):
+        numbers = [str(BENCH_ACCOUNT_BASE + i) for i in range(n)]
+        await Account.bulk_create([Account(number=x, name=x) for x in numbers], batch_size=1000)
+        ids = [a.id for a in await Account.filter(number__in=numbers)]
+        for first in range(0, len(ids), 500):
+            await ledger.store().run_batch(
+                [ledger.post(i, 10**12, LedgerKind.CREDIT, actor="bench")
+                 for i in ids[first:first + 500]])
+
+
+def spawn_ocs(database: str, port: int, accounts: int = 1,
+              workers: int | None = None) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
     """The real product (`ocs serve --only ocs`: charging engine + Diameter) with demo data
-    and enough credit on 1001 that the run never runs dry."""
+    and enough credit on 1001 (or on `accounts` accounts) that the run never runs dry."""
     import tempfile
 
     root = Path(__file__).resolve().parent.parent
@@ -263,7 +297,13 @@ def spawn_ocs(database: str, port: int) -> tuple[subprocess.Popen[bytes], dict[s
     ocs = [sys.executable, "-m", "ocs.cli"]
     for step in (["migrate"], ["demo"], ["account", "credit", "1001", "1000000000"]):
         subprocess.run(ocs + step, cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
-    proc = subprocess.Popen([*ocs, "serve", "--only", "ocs"], cwd=root, env=env,
+    if accounts > 1:
+        url = env.get("OCS_DATABASE_URL") or f"sqlite://{env['OCS_DATA_DIR']}/ocs.sqlite3"
+        asyncio.run(_bench_accounts(url, env["OCS_DATA_DIR"], accounts))
+    serve = [*ocs, "serve", "--only", "ocs"]
+    if workers is not None:
+        serve += ["--workers", str(workers)]
+    proc = subprocess.Popen(serve, cwd=root, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     time.sleep(0.5)
@@ -290,14 +330,14 @@ def measure_spawned(kind: str, args: argparse.Namespace) -> dict[str, object]:
     port = free_port()
     env: dict[str, str] = {}
     if kind.startswith("ocs-"):
-        proc, env = spawn_ocs(kind.removeprefix("ocs-"), port)
+        proc, env = spawn_ocs(kind.removeprefix("ocs-"), port, args.accounts, args.workers)
     else:
         proc = spawn(kind, port, args.connections)
     try:
         res = asyncio.run(run_load("127.0.0.1", port, connections=args.connections,
                                    concurrency=args.concurrency, duration=args.duration,
                                    warmup=args.warmup, mscc=not args.no_mscc,
-                                   realm="bench"))
+                                   realm="bench", accounts=args.accounts))
     finally:
         proc.terminate()
         try:
@@ -325,6 +365,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--no-mscc", action="store_true", help="top-level RSU/USU instead of MSCC")
+    ap.add_argument("--accounts", type=int, default=1,
+                    help="spread sessions over N accounts (spawned servers create them)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="ocs serve --workers N for spawned servers (default: its own)")
     ap.add_argument("--spawn", choices=["memory", "node", "both", "full"],
                     help="start the server(s) locally instead of targeting host:port")
     ap.add_argument("--out", type=Path, help="write the JSON result here")
@@ -352,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         result["run"] = asyncio.run(run_load(
             args.host, args.port, connections=args.connections, concurrency=args.concurrency,
             duration=args.duration, warmup=args.warmup, mscc=not args.no_mscc,
-            realm=args.realm))
+            realm=args.realm, accounts=args.accounts))
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

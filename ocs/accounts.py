@@ -49,6 +49,11 @@ def _key() -> bytes:
     return _pin_key
 
 
+def secret_key() -> bytes:
+    """The data directory's secret key (keyed hashes of PINs and voucher codes)."""
+    return _key()
+
+
 def normalise_phone(raw: str, field: str = "number") -> str:
     """The same normal form rating uses, so Diameter, IVR and admin input all meet."""
     try:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -73,82 +73,6 @@ def money_text(units: int, unit_price: Decimal, decimal_sep: str = ",") -> str:
         return "0"
     text = format(value.normalize(), "f")
     return text.replace(".", decimal_sep) if decimal_sep != "." else text
-
-
-# --- the row the charging engine writes (pure) --------------------------------------------
-
-
-def cdr_row(
-    *,
-    account_id: int | None,
-    account_number: str,
-    session_id: str,
-    dialed: str,
-    answered_at: datetime,
-    duration: int,
-    cost: int,
-    ended_at: datetime,
-    call_id: str = "",
-    calling: str = "",
-    connect_delay: int | None = None,
-    tariff_prefix: str = "",
-    end_reason: str = "",
-) -> dict[str, Any]:
-    """Column values of one `cdr` row. `ended_at` must be the instant given to
-    `ledger.settle(at=...)` for the same call, so the CDR and the statement agree."""
-    if duration < 0 or cost < 0:
-        raise ValueError("duration and cost must not be negative")
-    if connect_delay is not None and connect_delay < 0:
-        raise ValueError("connect delay must not be negative")
-    return {
-        "account_id": account_id,
-        "account_number": account_number,
-        "session_id": session_id,
-        "call_id": call_id,
-        "calling": calling,
-        "dialed": dialed,
-        "started_at": answered_at,
-        "connect_delay": connect_delay,
-        "duration": duration,
-        "cost": cost,
-        "tariff_prefix": tariff_prefix,
-        "end_reason": end_reason,
-        "created_at": ended_at,
-    }
-
-
-def insert_cdr(row: Mapping[str, Any]) -> Generator[tuple[str, tuple[Any, ...]], list[Any], int]:
-    """A ledger-store operation (see `ocs.ledger`) inserting `row`; returns the new id.
-    Compose it with `ledger.settle` in one op so the CALL entry and the CDR commit together."""
-    names = list(row)
-    sql = (
-        f"INSERT INTO cdr ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})"
-        " RETURNING id"
-    )
-    rows = yield (sql, tuple(row[n] for n in names))
-    return int(rows[0][0])
-
-
-def settle_with_cdr(
-    account_id: int, reserved: int, row: Mapping[str, Any], *, actor: str = "ocs"
-) -> Generator[tuple[str, tuple[Any, ...]], list[Any], Any]:
-    """Settle a call and write its CDR in one ledger operation (what the engine does at
-    CCR-T). The CDR's cost is what was actually debited (less than the rated cost only
-    when the account ran dry: the documented write-off)."""
-    from ocs import ledger
-
-    settled = yield from ledger.settle(
-        account_id,
-        reserved,
-        int(row["cost"]),
-        reference=str(row["session_id"]),
-        dialed=str(row["dialed"]),
-        duration=int(row["duration"]),
-        actor=actor,
-        at=row["created_at"],
-    )
-    yield from insert_cdr({**row, "cost": settled.debited})
-    return settled
 
 
 # --- queries ------------------------------------------------------------------------------

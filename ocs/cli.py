@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "ocs.diameter.cli_client",
     "ocs.cli_billing",
     "api.cli",
+    "ocs.cli_ops",
 )
 
 EXIT_OK = 0
@@ -360,8 +361,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings = load_settings()
     except ConfigError as exc:
         return fail(str(exc))
+    role = "worker" if args.worker else "primary"
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, only=set(args.only or [])))
+        asyncio.run(serve(settings, only=set(args.only or []), workers=args.workers, role=role))
     return EXIT_OK
 
 
@@ -414,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_account_list)
+    from ocs.cli_ops import add_account_commands
+
+    add_account_commands(acc)  # adjust, refund, import, export
 
     tar = sub.add_parser("tariff", help="tariffs").add_subparsers(
         dest="tariff_cmd", required=True, metavar="ACTION"
@@ -440,6 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run every server part")
     p.add_argument("--only", action="append", help="run only this part (repeatable)")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        help="processes sharing the Diameter port (PostgreSQL; default: one per core)",
+    )
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_serve)
 
     for name in COMMAND_MODULES:

@@ -48,6 +48,9 @@ class Settings:
     diameter_tls_cert: Path | None = None  # our certificate chain (PEM)
     diameter_tls_key: Path | None = None  # its private key (PEM)
     diameter_tls_ca: Path | None = None  # CA(s) that sign the peers' certificates (PEM)
+    # `ocs serve` processes sharing the Diameter port (PostgreSQL only); 0 = one per core
+    workers: int = 0
+    answer_retention: float = 3600.0  # seconds every credit-control answer is kept
 
     @property
     def is_sqlite(self) -> bool:
@@ -87,6 +90,8 @@ _ENV: dict[str, str] = {
     "OCS_DIAMETER_TLS_CERT": "diameter_tls_cert",
     "OCS_DIAMETER_TLS_KEY": "diameter_tls_key",
     "OCS_DIAMETER_TLS_CA": "diameter_tls_ca",
+    "OCS_WORKERS": "workers",
+    "OCS_ANSWER_RETENTION": "answer_retention",
 }
 
 _INT_FIELDS = {"web_port", "diameter_port", "sip_port", "diameter_tls_port"}
@@ -178,11 +183,23 @@ def load_settings(
     for name in _PATH_FIELDS & values.keys():
         values[name] = Path(values[name])
     _check_diameter(values)
-    if "tcc_grace" in values:
+    for name in ("tcc_grace", "answer_retention"):
+        if name in values:
+            try:
+                values[name] = float(values[name])
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, got {values[name]!r}") from None
+            if values[name] < 0:
+                raise ConfigError(f"{name} must not be negative")
+    if "workers" in values:
         try:
-            values["tcc_grace"] = float(values["tcc_grace"])
+            values["workers"] = int(values["workers"])
         except ValueError:
-            raise ConfigError(f"tcc_grace must be a number, got {values['tcc_grace']!r}") from None
+            raise ConfigError(
+                f"workers must be a whole number, got {values['workers']!r}"
+            ) from None
+        if not 0 <= values["workers"] <= 256:
+            raise ConfigError("workers must be in 0..256 (0 = one per core)")
     host = str(values.get("diameter_host", "127.0.0.1"))
     if "diameter_peers" in values:
         values["diameter_peers"] = _parse_peers(values["diameter_peers"])

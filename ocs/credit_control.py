@@ -146,8 +146,11 @@ class CCAnswer:
     remaining_balance: int | None = None
     # Cost-Information (PRICE_ENQUIRY, and the cost of a DIRECT_DEBITING event)
     cost_units: int | None = None
+    # Money on the wire (Cost-Information, Remaining-Balance) is units x unit price, and
+    # the unit price is unit_price_digits x 10**unit_price_exponent (0.0001 = 1 x 10**-4).
     currency_code: int = 978  # ISO 4217 numeric; 978 = EUR
-    unit_price_exponent: int = -4  # money = units * 10**exponent
+    unit_price_exponent: int = -4
+    unit_price_digits: int = 1
     failed_avp_code: int | None = None
     error_message: str | None = None
     extra: dict[str, object] = field(default_factory=dict)

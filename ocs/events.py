@@ -35,10 +35,11 @@ class Event:
 
 
 class Subscription:
-    def __init__(self, bus: EventBus, maxsize: int) -> None:
+    def __init__(self, bus: EventBus, maxsize: int, kinds: frozenset[str] | None = None) -> None:
         self._bus = bus
         self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
         self.dropped = 0
+        self.kinds = kinds  # None: every kind
 
     def _offer(self, event: Event) -> None:
         if self.queue.full():
@@ -78,11 +79,18 @@ class EventBus:
         event = Event(kind, data)
         self.published += 1
         for sub in tuple(self._subs):
-            sub._offer(event)
+            if sub.kinds is None or kind in sub.kinds:
+                sub._offer(event)
         return event
 
-    def subscribe(self, maxsize: int = 1000) -> Subscription:
-        sub = Subscription(self, maxsize)
+    def wants(self, kind: str) -> bool:
+        """Whether anyone listens for `kind` (producers may skip building the event)."""
+        return any(sub.kinds is None or kind in sub.kinds for sub in self._subs)
+
+    def subscribe(
+        self, maxsize: int = 1000, kinds: frozenset[str] | None = None
+    ) -> Subscription:
+        sub = Subscription(self, maxsize, kinds)
         self._subs.add(sub)
         return sub
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import json
 import queue
 import sqlite3
 import threading
@@ -34,11 +35,51 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ocs.models import LedgerKind
+from ocs.relay import topup_statement
 
 T = TypeVar("T")
 Row = Sequence[Any]
 Statement = tuple[str, tuple[Any, ...]]
-Op = Generator[Statement, list[Row], T]
+
+
+@dataclass(frozen=True, slots=True)
+class Many:
+    """One statement applied to many rows, in one round trip whatever their number.
+
+    SQLite runs `sql` once per row (executemany: in-process, one prepared statement);
+    PostgreSQL runs `pg_sql` once, with one array parameter per column (unnest), so its text
+    never changes with the number of rows. The op receives `[(rows_affected,)]`."""
+
+    sql: str
+    pg_sql: str
+    rows: Sequence[tuple[Any, ...]]
+
+
+Op = Generator[Statement | Many, list[Row], T]
+
+
+class Dialect:
+    """The few SQL spellings that differ between SQLite and PostgreSQL in batch statements."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.postgres = name == "postgres"
+        # SQLite's BEGIN IMMEDIATE already makes the batch the only writer.
+        self.for_update = " FOR UPDATE" if self.postgres else ""
+        self.skip_locked = " FOR UPDATE SKIP LOCKED" if self.postgres else ""
+
+    def in_list(self, column: str, pg_type: str) -> str:
+        """`column` is one of a list given as one parameter (see `list_param`)."""
+        if self.postgres:
+            return f"{column} = ANY(?::{pg_type}[])"
+        return f"{column} IN (SELECT value FROM json_each(?))"
+
+    def list_param(self, values: Sequence[Any]) -> Any:
+        return list(values) if self.postgres else json.dumps(list(values))
+
+
+SQLITE = Dialect("sqlite")
+POSTGRES = Dialect("postgres")
 
 
 class LedgerError(Exception):
@@ -289,6 +330,65 @@ def settle(
     return Settled(debit, balance_after, entry_id)
 
 
+# --- set-based statements for a batch (see ocs.charging.book) -------------------------------
+
+ENTRY_COLUMNS = (
+    "account_id, kind, amount, balance_after, reference, actor, note, dialed, duration,"
+    " created_at"
+)
+_INSERT_ENTRIES = Many(
+    f"INSERT INTO ledger_entry ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    f"INSERT INTO ledger_entry ({ENTRY_COLUMNS}) SELECT * FROM unnest($1::int[], $2::text[],"
+    " $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[],"
+    " $10::timestamptz[])",
+    (),
+)
+# Guarded by the values the batch read (and locked): a mismatch means the lock did not hold.
+_UPDATE_ACCOUNTS = Many(
+    "UPDATE account SET balance = ?, reserved = ? WHERE id = ? AND balance = ? AND reserved = ?",
+    "UPDATE account AS a SET balance = v.balance, reserved = v.reserved"
+    " FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bigint[], $5::bigint[])"
+    " AS v(balance, reserved, id, read_balance, read_reserved)"
+    " WHERE a.id = v.id AND a.balance = v.read_balance AND a.reserved = v.read_reserved",
+    (),
+)
+
+
+class StaleRead(LedgerError):
+    """A row a batch had read changed before the batch wrote it: the batch is rolled back
+    and run again."""
+
+
+def read_accounts(ids: Sequence[int], dialect: Dialect) -> Op[list[Row]]:
+    """(id, balance, reserved, status) of the accounts, locked in id order on PostgreSQL
+    (one order for every batch of every process: no deadlock between batches)."""
+    if not ids:
+        return []
+    return (
+        yield (
+            "SELECT id, balance, reserved, status FROM account WHERE "
+            + dialect.in_list("id", "int")
+            + " ORDER BY id"
+            + dialect.for_update,
+            (dialect.list_param(sorted(ids)),),
+        )
+    )
+
+
+def write_accounts(
+    changes: Sequence[tuple[int, int, int, int, int]], entries: Sequence[tuple[Any, ...]]
+) -> Op[None]:
+    """Write a batch's account changes, (id, balance, reserved, read balance, read reserved)
+    each, and its ledger entries: one statement each, whatever their number."""
+    if changes:
+        rows = [(bal, res, aid, rbal, rres) for aid, bal, res, rbal, rres in changes]
+        done = yield Many(_UPDATE_ACCOUNTS.sql, _UPDATE_ACCOUNTS.pg_sql, rows)
+        if done[0][0] != len(rows):
+            raise StaleRead("an account changed under a batch that had locked it")
+    if entries:
+        yield Many(_INSERT_ENTRIES.sql, _INSERT_ENTRIES.pg_sql, entries)
+
+
 def check_invariants(account_id: int) -> Op[list[str]]:
     """The ledger's promises for one account, as a list of violations (empty = fine)."""
     bal = yield from read_balance(account_id)
@@ -310,12 +410,15 @@ def check_invariants(account_id: int) -> Op[list[str]]:
 # --- executors ---------------------------------------------------------------------------
 
 
-def drive_sync(cursor: sqlite3.Cursor, op: Op[T]) -> T:
+def drive_sync(cursor: _SqliteCursor, op: Op[T]) -> T:
     try:
         stmt = next(op)
         while True:
-            cursor.execute(stmt[0], stmt[1])
-            stmt = op.send(cursor.fetchall())
+            if isinstance(stmt, Many):
+                stmt = op.send([(cursor.executemany(stmt.sql, stmt.rows),)])
+            else:
+                cursor.execute(stmt[0], stmt[1])
+                stmt = op.send(cursor.fetchall())
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]
 
@@ -335,10 +438,15 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
+def _sqlite_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(str(v.astimezone(UTC)) if isinstance(v, datetime) else v for v in row)
+
+
 class LedgerStore:
     """Runs ledger operations, one at a time or many in one transaction (group commit)."""
 
     dialect: str = ""
+    sql: Dialect = SQLITE
 
     async def run(self, op: Op[T]) -> T:
         results = await self.run_batch([op])
@@ -404,21 +512,32 @@ class SqliteLedgerStore(LedgerStore):
     @staticmethod
     def _run_ops(conn: sqlite3.Connection, ops: Sequence[Op[Any]]) -> list[Any]:
         cur = conn.cursor()
+        sq = _SqliteCursor(cur)
         results: list[Any] = []
         cur.execute("BEGIN IMMEDIATE")
         try:
-            for i, op in enumerate(ops):
-                cur.execute(f"SAVEPOINT op{i}")
+            if len(ops) == 1:
+                # One operation (a set-based batch): it is the transaction, no savepoint.
                 try:
-                    results.append(drive_sync(_SqliteCursor(cur), op))  # type: ignore[arg-type]
-                    cur.execute(f"RELEASE op{i}")
+                    results.append(drive_sync(sq, ops[0]))
                 except sqlite3.OperationalError:
-                    raise  # the database itself is in trouble: fail the whole batch
+                    raise
                 except Exception as exc:
-                    # A refused or faulty operation must not sink the others in the batch.
-                    cur.execute(f"ROLLBACK TO op{i}")
-                    cur.execute(f"RELEASE op{i}")
-                    results.append(exc)
+                    cur.execute("ROLLBACK")
+                    return [exc]
+            else:
+                for i, op in enumerate(ops):
+                    cur.execute(f"SAVEPOINT op{i}")
+                    try:
+                        results.append(drive_sync(sq, op))
+                        cur.execute(f"RELEASE op{i}")
+                    except sqlite3.OperationalError:
+                        raise  # the database itself is in trouble: fail the whole batch
+                    except Exception as exc:
+                        # A refused or faulty operation must not sink the others.
+                        cur.execute(f"ROLLBACK TO op{i}")
+                        cur.execute(f"RELEASE op{i}")
+                        results.append(exc)
             cur.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -445,12 +564,17 @@ class _SqliteCursor:
     def execute(self, sql: str, params: tuple[Any, ...]) -> None:
         self._cur.execute(sql, tuple(_sqlite_value(p) for p in params))
 
+    def executemany(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        self._cur.executemany(sql, [_sqlite_row(r) for r in rows])
+        return int(self._cur.rowcount)
+
     def fetchall(self) -> list[Any]:
         return self._cur.fetchall()
 
 
 class PostgresLedgerStore(LedgerStore):
     dialect = "postgres"
+    sql = POSTGRES
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
@@ -473,39 +597,59 @@ class PostgresLedgerStore(LedgerStore):
         try:
             stmt = next(op)
             while True:
-                rows = await conn.fetch(self._sql(stmt[0]), *stmt[1])
-                stmt = op.send(list(rows))
+                if isinstance(stmt, Many):
+                    status = await conn.execute(stmt.pg_sql, *zip(*stmt.rows, strict=True))
+                    stmt = op.send([(int(status.rsplit(" ", 1)[-1]),)])
+                else:
+                    rows = await conn.fetch(self._sql(stmt[0]), *stmt[1])
+                    stmt = op.send(list(rows))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
     async def run_batch(self, ops: Sequence[Op[Any]]) -> list[Any]:
         import asyncpg
 
+        fatal = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
         results: list[Any] = []
-        async with self._pool.acquire() as conn, conn.transaction():
-            for op in ops:
+        async with self._pool.acquire() as conn:
+            if len(ops) == 1:
+                # One operation (a set-based batch): it is the transaction, no savepoint.
                 try:
-                    async with conn.transaction():  # savepoint per op
-                        results.append(await self._drive(conn, op))
-                except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+                    async with conn.transaction():
+                        results.append(await self._drive(conn, ops[0]))
+                except fatal:
                     raise
                 except Exception as exc:
-                    results.append(exc)
+                    return [exc]
+                return results
+            async with conn.transaction():
+                for op in ops:
+                    try:
+                        async with conn.transaction():  # savepoint per op
+                            results.append(await self._drive(conn, op))
+                    except fatal:
+                        raise
+                    except Exception as exc:
+                        results.append(exc)
         return results
 
     async def close(self) -> None:
         await self._pool.close()
 
 
+def postgres_dsn(database_url: str) -> str:
+    """asyncpg's spelling of an OCS_DATABASE_URL."""
+    for scheme in ("postgres://", "asyncpg://", "psycopg://"):
+        if database_url.startswith(scheme):
+            return "postgresql://" + database_url.removeprefix(scheme)
+    return database_url
+
+
 async def open_store(database_url: str) -> LedgerStore:
     if database_url.startswith("sqlite://"):
         path = database_url.split("://", 1)[1].split("?", 1)[0]
         return SqliteLedgerStore(path)
-    dsn = database_url
-    for scheme in ("postgres://", "asyncpg://", "psycopg://"):
-        if dsn.startswith(scheme):
-            dsn = "postgresql://" + dsn.removeprefix(scheme)
-    return await PostgresLedgerStore.open(dsn)
+    return await PostgresLedgerStore.open(postgres_dsn(database_url))
 
 
 # --- module-level convenience for admin paths (API, CLI, billing) -------------------------
@@ -531,9 +675,20 @@ async def credit(
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise InvalidAmount("credit must be a positive whole number of units")
     posted = await store().run(
-        post(account_id, amount, LedgerKind.CREDIT, actor=actor, note=note, reference=reference)
+        _posting(
+            account_id, amount, LedgerKind.CREDIT, actor=actor, note=note, reference=reference
+        )
     )
     _announce(account_id, posted, LedgerKind.CREDIT, actor)
+    return posted
+
+
+def _posting(account_id: int, amount: int, kind: LedgerKind, **details: Any) -> Op[Posted]:
+    """`post`, and on PostgreSQL a top-up tells every OCS process in the same transaction
+    (they re-authorise the account's sessions on final units, see ocs.relay)."""
+    posted = yield from post(account_id, amount, kind, **details)
+    if amount > 0 and store().dialect == "postgres":
+        yield topup_statement(account_id)
     return posted
 
 
@@ -562,7 +717,7 @@ async def adjust(
 ) -> Posted:
     """A signed correction (ADJUST) or a refund (REFUND, positive)."""
     posted = await store().run(
-        post(account_id, amount, kind, actor=actor, note=note, reference=reference)
+        _posting(account_id, amount, kind, actor=actor, note=note, reference=reference)
     )
     _announce(account_id, posted, kind, actor)
     return posted

@@ -48,6 +48,8 @@ class Account(Model):
 
     class Meta:
         table = "account"
+        # Low-balance list (dashboard, Users filter) and the balance sort.
+        indexes = (("balance",),)
 
     @property
     def available(self) -> int:
@@ -133,15 +135,36 @@ class CreditSession(Model):
     reserved = fields.BigIntField(default=0)
     used_seconds = fields.IntField(default=0)
     cost = fields.BigIntField(default=0)
-    last_request_number = fields.IntField(default=0)
-    last_answer: fields.JSONField[Any] = fields.JSONField(null=True)
+    # CC-Request-Number is an Unsigned32: it does not fit an INTEGER column.
+    last_request_number = fields.BigIntField(default=0)
+    # What another process needs to carry the call on: tariff, services, usage pieces.
+    charging_state: fields.JSONField[Any] = fields.JSONField(null=True)
     started_at = fields.DatetimeField()
+    # Open sessions only (NULL once closed), so the Tcc sweep's index scan sees live ones.
     expires_at = fields.DatetimeField(null=True, db_index=True)
     updated_at = fields.DatetimeField(auto_now=True)
     end_reason = fields.CharField(max_length=64, default="")
+    # An operator cut the call: further credit is refused even if the switch ignored the ASR.
+    killed = fields.BooleanField(default=False)
 
     class Meta:
         table = "credit_session"
+
+
+class CcAnswer(Model):
+    """Every credit-control answer given, so that any copy of a request, reaching any OCS
+    process at any later time, gets the identical answer (kept `OCS_ANSWER_RETENTION`)."""
+
+    id = fields.BigIntField(primary_key=True)
+    session_id = fields.CharField(max_length=255)
+    request_type = fields.SmallIntField()
+    request_number = fields.BigIntField()
+    answer = fields.TextField()  # JSON (ocs.charging.state.answer_to_json)
+    created_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "cc_answer"
+        unique_together = (("session_id", "request_type", "request_number"),)
 
 
 class Cdr(Model):
@@ -167,6 +190,12 @@ class Cdr(Model):
 
     class Meta:
         table = "cdr"
+        # Dashboard aggregates (calls, minutes, revenue, top prefixes over a date range) read
+        # only this covering index; "last call" per account for the Users sort.
+        indexes = (
+            ("created_at", "tariff_prefix", "duration", "cost"),
+            ("account_id", "created_at"),
+        )
 
 
 class BillingRun(Model):
@@ -219,3 +248,86 @@ class ApiKey(Model):
 
     class Meta:
         table = "api_key"
+
+
+# --- operator tools (migration 0004_operator_tools) ------------------------------------
+
+
+class VoucherStatus(enum.StrEnum):
+    UNUSED = "unused"
+    USED = "used"
+    VOIDED = "voided"
+
+
+class VoucherBatch(Model):
+    """N prepaid vouchers of one value, generated together (codes printed from its CSV)."""
+
+    id = fields.IntField(primary_key=True)
+    label = fields.CharField(max_length=128, default="")
+    value = fields.BigIntField()  # units credited by one voucher
+    count = fields.IntField()
+    expires_at = fields.DatetimeField(null=True)
+    voided_at = fields.DatetimeField(null=True)
+    created_by = fields.CharField(max_length=64, default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "voucher_batch"
+
+
+class Voucher(Model):
+    """One voucher. The code itself is never stored: only its keyed hash (like PINs)."""
+
+    id = fields.BigIntField(primary_key=True)
+    batch: fields.ForeignKeyRelation[VoucherBatch] = fields.ForeignKeyField(
+        "ocs.VoucherBatch", related_name="vouchers", on_delete=fields.RESTRICT
+    )
+    serial = fields.CharField(max_length=32, unique=True)  # printed beside the code
+    code_hash = fields.CharField(max_length=64, unique=True)
+    status = fields.CharEnumField(VoucherStatus, max_length=16, default=VoucherStatus.UNUSED)
+    used_at = fields.DatetimeField(null=True)
+    used_by: fields.ForeignKeyNullableRelation[Account] = fields.ForeignKeyField(
+        "ocs.Account", related_name="vouchers", null=True, on_delete=fields.RESTRICT
+    )
+    redeemed_by = fields.CharField(max_length=64, default="")  # actor
+    ledger_entry_id = fields.BigIntField(null=True)
+
+    class Meta:
+        table = "voucher"
+        indexes = (("batch_id", "status"),)
+
+
+class CardBatch(Model):
+    """Calling cards generated together: accounts first_number..last_number with PINs."""
+
+    id = fields.IntField(primary_key=True)
+    label = fields.CharField(max_length=128, default="")
+    count = fields.IntField()
+    first_number = fields.CharField(max_length=32)
+    last_number = fields.CharField(max_length=32)
+    initial_credit = fields.BigIntField(default=0)
+    pin_length = fields.SmallIntField()
+    created_by = fields.CharField(max_length=64, default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "card_batch"
+
+
+class DashboardDay(Model):
+    """Dashboard figures of one finished local day, per tariff prefix (prefix "*" = the
+    day's total, also written for a day without calls). A finished day's CDRs never change,
+    so the dashboard aggregates each day once; only the current day is read live."""
+
+    id = fields.IntField(primary_key=True)
+    tz = fields.CharField(max_length=64)
+    day = fields.CharField(max_length=10)  # YYYY-MM-DD, local to tz
+    tariff_prefix = fields.CharField(max_length=32)
+    calls = fields.BigIntField(default=0)
+    answered = fields.BigIntField(default=0)
+    seconds = fields.BigIntField(default=0)
+    revenue = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "dashboard_day"
+        unique_together = (("tz", "day", "tariff_prefix"),)

@@ -20,8 +20,11 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 
 __all__ = [
+    "MINOR_UNITS",
     "MoneyError",
+    "display",
     "format_money",
+    "minor_units",
     "money_to_units",
     "parse_money",
     "per_minute",
@@ -149,3 +152,37 @@ def parse_money(text: str) -> Decimal:
         raise MoneyError(f"not a money amount: {text!r}")
     sign = "-" if raw.startswith("-") else ""
     return Decimal(sign + (whole or "0") + ("." + frac if frac else ""))
+
+
+# ISO 4217 numeric code -> digits after the decimal point of the currency's minor unit. Only
+# currencies whose minor unit is not 2 need listing; 2 is the default.
+MINOR_UNITS: dict[int, int] = {
+    48: 3,  # BHD
+    368: 3,  # IQD
+    392: 0,  # JPY
+    400: 3,  # JOD
+    410: 0,  # KRW
+    414: 3,  # KWD
+    434: 3,  # LYD
+    512: 3,  # OMR
+    704: 0,  # VND
+    788: 3,  # TND
+    950: 0,  # XAF
+    952: 0,  # XOF
+    953: 0,  # XPF
+}
+
+
+def minor_units(currency_code: int) -> int:
+    """Decimal places of the currency's minor unit (``978`` EUR → 2, ``392`` JPY → 0)."""
+    return MINOR_UNITS.get(int(currency_code), 2)
+
+
+def display(
+    units: int, unit_price: Decimal | int, currency_code: int, decimal_sep: str = ","
+) -> str:
+    """The one way money is shown to people: units × unit price rounded half-up to the
+    currency's minor unit (``239660`` at 0.0001 EUR → ``"23,97"``, ``245000`` → ``"24,50"``).
+    Exact amounts stay available in units beside it."""
+    return format_money(units_to_money(units, unit_price), minor_units(currency_code),
+                        decimal_sep)

@@ -449,7 +449,7 @@ def _runs(tariff: Tariff, start: datetime, tz: ZoneInfo) -> Iterator[tuple[Band,
 
 def billed_seconds(tariff: Tariff, duration: int) -> int:
     """Duration rounded up to the initial block then whole increments; ``0`` stays ``0``."""
-    if not _is_int(duration) or duration < 0:
+    if duration.__class__ is not int or duration < 0:  # (bool is not int here)
         raise RatingError(f"duration must be an integer >= 0, got {duration!r}")
     if duration == 0:
         return 0
@@ -464,12 +464,14 @@ def rate_seconds(tariff: Tariff, at: datetime, seconds: int, tz: ZoneInfo) -> in
 
     Raw: no initial block, increment or connection charge.
     """
-    start = _utc(at, "at")
-    if not _is_int(seconds) or seconds < 0:
+    if seconds.__class__ is not int or seconds < 0:  # (bool is not int here)
         raise RatingError(f"seconds must be an integer >= 0, got {seconds!r}")
+    fixed = tariff.constant_rate
+    if fixed is not None and at.__class__ is datetime and at.tzinfo is not None:
+        return fixed * seconds  # the charging hot path: no band, no time zone to work out
+    start = _utc(at, "at")
     if seconds == 0:
         return 0
-    fixed = tariff.constant_rate
     if fixed is not None:
         return fixed * seconds
     total = 0

@@ -8,8 +8,8 @@ stops them in reverse. Parts never import each other; they meet here.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from ocs.config import Settings
 from ocs.events import EventBus
@@ -42,7 +42,11 @@ class ServeContext:
     bus: EventBus
     engine: ChargingEngine | None = None
     sessions: SessionControl | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    # "primary" runs every part; a "worker" (`ocs serve --workers N`) only charging and
+    # Diameter (and MQTT), sharing the primary's Diameter port.
+    role: str = "primary"
+    workers: int = 1  # processes sharing the Diameter port
+    diameter_port: int | None = None  # bound by the `ocs` part
 
 
 PartFactory = Callable[[ServeContext], Awaitable[Part]]

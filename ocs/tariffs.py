@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from tortoise.transactions import in_transaction
@@ -240,3 +242,63 @@ async def export_csv(separator: str = ",") -> str:
             [t.prefix, *(getattr(t, n) for n in _INT_COLUMNS), "yes" if t.barred else "no"]
         )
     return out.getvalue()
+
+
+# --- money per minute (the Costs form) --------------------------------------------------
+
+LABELS = {
+    "prefix": "Destination prefix",
+    "h1_rate": "H1 units/sec",
+    "h2_begin": "H2 begin hour",
+    "h2_end": "H2 end hour",
+    "h2_rate": "H2 units/sec",
+    "initial_block": "Initial block (sec)",
+    "increment": "Increment (sec)",
+    "connection_charge": "Connection charge (units)",
+    "barred": "Barred",
+    "h1_per_minute": "H1 money/min",
+    "h2_per_minute": "H2 money/min",
+}
+
+
+def humanise(message: str) -> str:
+    """An error message for people: column names replaced by the form's labels."""
+    import re
+
+    def label(match: re.Match[str]) -> str:
+        return LABELS[match.group(0)]
+
+    return re.sub(r"\b(" + "|".join(sorted(LABELS, key=len, reverse=True)) + r")\b", label,
+                  message)
+
+
+@dataclass(frozen=True, slots=True)
+class PerMinute:
+    """A price per minute typed by the operator, as the whole units/second the engine rates
+    with. Rates are whole units per second (the rating engine's unit); a price that is not a
+    whole number of units per second is rounded to the **nearest** whole rate (halves up),
+    and the rounding is shown to the operator, who must accept it before it is saved."""
+
+    asked: Decimal  # money per minute as typed
+    rate: int  # units per second applied
+    exact_rate: Decimal  # asked / 60 / unit price
+    applied: Decimal  # money per minute of `rate`
+
+    @property
+    def exact(self) -> bool:
+        return self.exact_rate == self.rate
+
+
+def rate_from_per_minute(per_minute: Decimal, unit_price: Decimal) -> PerMinute:
+    """``0.05`` €/min at ``0.0001`` €/unit → 8.333… u/s → rate 8 (0.0480 €/min), inexact."""
+    from decimal import ROUND_HALF_UP, localcontext
+
+    from ocs import money
+
+    if per_minute < 0:
+        raise TariffError("a price per minute cannot be negative")
+    with localcontext() as ctx:
+        ctx.prec = 40
+        exact = per_minute / 60 / unit_price
+        rate = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return PerMinute(per_minute, rate, exact, money.per_minute(rate, unit_price))

@@ -24,6 +24,10 @@ from ocs.config import Settings, load_settings
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_DSN = os.environ.get("OCS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 TABLES = (
+    "voucher",
+    "voucher_batch",
+    "card_batch",
+    "dashboard_day",
     "statement_balance",
     "billing_run",
     "cdr",

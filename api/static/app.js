@@ -3,17 +3,21 @@
   "use strict";
 
   function moneyFormatter(table) {
+    // The same display as the server's ocs.money.display: units x unit price, rounded half
+    // up (away from zero) to the currency's minor unit, decimal comma.
     var price = table.dataset.unitPrice || "0.0001";
     var places = (price.split(".")[1] || "").length;
     var scale = Math.pow(10, places);
     var priceInt = Math.round(parseFloat(price) * scale);
+    var minor = parseInt(table.dataset.minorUnits || "2", 10);
+    var minorScale = Math.pow(10, minor);
     return function (units) {
-      // units × price, shown with 2 decimals (live estimate; the server refresh is exact)
-      var cents = Math.round((units * priceInt * 100) / scale);
-      var sign = cents < 0 ? "-" : "";
-      cents = Math.abs(cents);
-      var whole = Math.floor(cents / 100);
-      var frac = String(cents % 100).padStart(2, "0");
+      var scaled = Math.abs(units) * priceInt * minorScale;
+      var minorUnits = Math.floor((scaled + scale / 2) / scale);
+      var sign = units < 0 && minorUnits > 0 ? "-" : "";
+      var whole = Math.floor(minorUnits / minorScale);
+      if (minor === 0) { return sign + whole; }
+      var frac = String(minorUnits % minorScale).padStart(minor, "0");
       return sign + whole + "," + frac;
     };
   }
@@ -21,14 +25,26 @@
   function tick(table, money) {
     var now = Date.now() / 1000;
     var rows = table.querySelectorAll("tbody tr[data-session]");
-    rows.forEach(function (row) {
+    var consumed = function (row) {
       var started = parseFloat(row.dataset.started);
       var rate = parseInt(row.dataset.rate, 10) || 0;
       var cost = parseInt(row.dataset.cost, 10) || 0;
-      var balance = parseInt(row.dataset.balance, 10) || 0;
       var elapsed = Math.max(0, Math.floor(now - started));
-      var consumption = Math.max(cost, elapsed * rate);
-      var credit = balance - (consumption - cost);
+      return { elapsed: elapsed, units: Math.max(cost, elapsed * rate) };
+    };
+    // A call is charged to the balance only when it ends: every live call of an account
+    // spends the same balance, so the credit left is the balance less all of them.
+    var perAccount = {};
+    rows.forEach(function (row) {
+      var key = row.dataset.account;
+      if (key) { perAccount[key] = (perAccount[key] || 0) + consumed(row).units; }
+    });
+    rows.forEach(function (row) {
+      var balance = parseInt(row.dataset.balance, 10) || 0;
+      var use = consumed(row);
+      var elapsed = use.elapsed;
+      var consumption = use.units;
+      var credit = balance - (row.dataset.account ? perAccount[row.dataset.account] : consumption);
       var set = function (name, value) {
         var cell = row.querySelector('[data-f="' + name + '"]');
         if (cell) { cell.textContent = value; }

@@ -1,18 +1,24 @@
 """The charging engine: answers credit-control requests, batching their database work.
 
 Concurrency model
-  * Requests are turned into ledger operations (ocs.charging.operations) and queued; a batch
-    worker runs everything queued so far in one transaction (group commit) and resolves the
-    requests' futures after COMMIT (one worker by default, see __init__).
+  * Requests are queued; a batch worker takes everything queued so far and runs it as one
+    set-based database operation (`ocs.charging.batch`), then resolves the requests after
+    COMMIT: nothing is answered before it is durable, and every answer is stored before it
+    is sent. A batch that fails for a passing reason (another process took a row it wrote,
+    a deadlock) runs again; one that keeps failing is run one request at a time, so a
+    faulty request only fails itself.
   * Requests of one session run one after another (a retransmission that overtakes the
     original waits for it and gets the same answer); different sessions run in parallel.
-  * Live sessions are held in memory; their state is also written to credit_session so that
-    another process, or this one after a restart, can carry on or close them.
+  * Live sessions are cached in memory; the database row decides. Every batch reads the
+    rows it works on, so a copy gone stale (Tcc, another process, an operator's kill) is
+    never used, and any process answers any copy of a request identically.
 
-Tcc supervision policy (documented in docs/ARCHITECTURE.md): a session silent past its
-Validity-Time plus `tcc_grace` seconds is closed with end reason TCC_EXPIRED; its last grant
-is charged as used (the switch was entitled to use it), the rest of its reservation is
-released, a CDR is written, and an ASR is sent if its peer is still connected.
+Tcc supervision policy (docs/ARCHITECTURE.md): a session silent past its Validity-Time plus
+`grace` seconds is closed with end reason TCC_EXPIRED by the sweep (one process of a
+deployment runs it): its last grant is charged as used (the switch was entitled to use it),
+the rest of its reservation is released, a CDR is written, and an ASR is sent if its peer is
+still connected. The sweep claims and closes a session in one transaction, so a crash leaves
+no session half-claimed.
 """
 
 from __future__ import annotations
@@ -23,27 +29,33 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ocs import ledger, metrics, rating, tariffs
-from ocs.charging import operations as ops
+from ocs import metrics, rating, tariffs
+from ocs.charging import batch, records
+from ocs.charging.batch import Item, Result, Sweep, Work
+from ocs.charging.outcome import Outcome, RatingContext
+from ocs.charging.request_rules import RequestKey, request_key
 from ocs.charging.state import LiveSession
-from ocs.credit_control import (
-    CCAnswer,
-    CCRequest,
-    PeerGateway,
-    RequestType,
-    ResultCode,
-)
+from ocs.credit_control import CCAnswer, CCRequest, PeerGateway, RequestType, ResultCode
 from ocs.events import EventBus
-from ocs.ledger import LedgerStore, Op
+from ocs.ledger import LedgerStore, StaleRead
 from ocs.settings_store import OperatorSettings, load_operator_settings
 
 log = logging.getLogger("ocs.charging")
 
 REMEMBERED_ANSWERS = 100_000
-REMEMBERED_CLOSED = 50_000
+RETRIES = 4  # a set-based batch run again after a passing failure, before going one by one
+SWEEP_LIMIT = 100
+
+
+def _passing(exc: BaseException) -> bool:
+    """A failure that running the same batch again can get past."""
+    if isinstance(exc, (StaleRead, records.SessionClash)):
+        return True
+    sqlstate = getattr(exc, "sqlstate", None)  # asyncpg: deadlock, serialization, unique
+    return sqlstate in {"40P01", "40001", "23505"}
 
 
 class ChargingEngine:
@@ -53,38 +65,46 @@ class ChargingEngine:
         bus: EventBus,
         *,
         grace: float = 10.0,
-        strategy: ledger.Strategy = ledger.Strategy.CONDITIONAL,
         clock: Callable[[], datetime] | None = None,
         max_batch: int = 256,
         workers: int | None = None,
         refresh_interval: float = 2.0,
         tcc_interval: float = 1.0,
+        per_operation: bool = False,
+        sweeper: bool = True,
+        answer_retention: float = 3600.0,
     ) -> None:
         self.store = store
         self.bus = bus
         self.grace = grace
-        self.strategy = strategy
         self.clock = clock or (lambda: datetime.now(UTC))
         self.max_batch = max_batch
-        # One batch worker by default on both databases: bigger batches, and no two batches
-        # of ours queueing on the same hot account row (PostgreSQL, one account, 4x8 load:
-        # 1 worker 724 CCR/s, 2 workers 494, 4 workers 606).
+        # One batch worker by default: bigger batches, and no two batches of ours queueing
+        # on the same hot account row.
         self.workers = workers or 1
         self.refresh_interval = refresh_interval
         self.tcc_interval = tcc_interval
+        # The reference path: each request its own database operation (differential tests).
+        self.per_operation = per_operation
+        self.sweeper = sweeper  # run the Tcc sweep here (one process of a deployment)
+        self.answer_retention = answer_retention
         self.table = rating.TariffTable(())
         self.settings = OperatorSettings()
         self.gateway: PeerGateway | None = None
         self._table_version = -1
-        self._queue: asyncio.Queue[tuple[Op[Any], asyncio.Future[Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Item, asyncio.Future[Any]]] = asyncio.Queue()
         self._live: dict[str, LiveSession] = {}
-        self._answers: OrderedDict[tuple[str, int, int], CCAnswer] = OrderedDict()
-        self._refused_initial: OrderedDict[str, None] = OrderedDict()
+        self._answers: OrderedDict[RequestKey, CCAnswer] = OrderedDict()
         self._tails: dict[str, asyncio.Future[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        self._next_purge = 0.0
+        # Top-ups come from this process's bus, or (several processes) from ocs.relay.
+        self.watch_bus_topups = True
         self.batches = 0
         self.batched_ops = 0
+        self.retried_batches = 0
+        self.fallback_batches = 0
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -123,12 +143,17 @@ class ChargingEngine:
             except Exception:
                 log.exception("refreshing settings/tariffs failed; keeping the previous ones")
 
+    def context(self) -> RatingContext:
+        return RatingContext(
+            table=self.table, settings=self.settings, now=self.clock(), grace=self.grace
+        )
+
     # --- batching ------------------------------------------------------------------------
 
-    async def run(self, op: Op[Any]) -> Any:
-        """Queue one operation for the next batch; returns its result or raises its error."""
+    async def _submit(self, item: Item) -> Any:
+        """Queue one item for the next batch; returns its result or raises its error."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((op, fut))
+        self._queue.put_nowait((item, fut))
         result = await fut
         if isinstance(result, BaseException):
             raise result
@@ -136,25 +161,46 @@ class ChargingEngine:
 
     async def _batch_worker(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self.max_batch:
+            queued = [await self._queue.get()]
+            while len(queued) < self.max_batch:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    queued.append(self._queue.get_nowait())
                 except asyncio.QueueEmpty:
                     break
+            items = [item for item, _ in queued]
             try:
-                results = await self.store.run_batch([op for op, _ in batch])
+                results = await self._run(items)
             except Exception as exc:
-                log.exception("batch of %d failed", len(batch))
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                continue
+                log.exception("batch of %d failed", len(items))
+                results = [exc] * len(items)
             self.batches += 1
-            self.batched_ops += len(batch)
-            for (_, fut), result in zip(batch, results, strict=True):
+            self.batched_ops += len(items)
+            for (_, fut), result in zip(queued, results, strict=True):
                 if not fut.done():
                     fut.set_result(result)
+
+    async def _run(self, items: list[Item]) -> list[Result]:
+        ctx = self.context()
+        dialect = self.store.sql
+        if not self.per_operation:
+            for _ in range(RETRIES):
+                (result,) = await self.store.run_batch([batch.run(items, ctx, dialect)])
+                if not isinstance(result, BaseException):
+                    return list(result)
+                if not _passing(result):
+                    log.error("set-based batch of %d failed: %r", len(items), result)
+                    break
+                self.retried_batches += 1
+            self.fallback_batches += 1
+        results: list[Result] = []
+        for item in items:
+            # one by one, each its own transaction (and its own retries)
+            for _ in range(RETRIES):
+                (one,) = await self.store.run_batch([batch.run([item], ctx, dialect)])
+                if not isinstance(one, BaseException) or not _passing(one):
+                    break
+            results.append(one[0] if isinstance(one, list) else one)
+        return results
 
     # --- request handling ----------------------------------------------------------------
 
@@ -176,7 +222,7 @@ class ChargingEngine:
         return answer
 
     async def _handle(self, req: CCRequest) -> CCAnswer:
-        key = (req.session_id, req.request_number, int(req.request_type))
+        key = request_key(req)
         cached = self._answers.get(key)
         if cached is not None:
             return cached
@@ -191,130 +237,29 @@ class ChargingEngine:
             cached = self._answers.get(key)
             if cached is not None:
                 return cached
-            answer = await self._process(req)
-            self._remember(key, answer)
-            return answer
+            live = None if req.request_type is RequestType.EVENT else self._live.get(req.session_id)
+            outcome: Outcome = await self._submit(Work(req, live))
+            self._apply(outcome, req.session_id)
+            self._remember(key, outcome.answer)
+            return outcome.answer
         finally:
             mine.set_result(None)
             if self._tails.get(req.session_id) is mine:
                 del self._tails[req.session_id]
 
-    def _remember(self, key: tuple[str, int, int], answer: CCAnswer) -> None:
+    def _remember(self, key: RequestKey, answer: CCAnswer) -> None:
         self._answers[key] = answer
         if len(self._answers) > REMEMBERED_ANSWERS:
             self._answers.popitem(last=False)
 
-    def context(self) -> ops.RatingContext:
-        return ops.RatingContext(
-            table=self.table,
-            settings=self.settings,
-            now=self.clock(),
-            grace=self.grace,
-            strategy=self.strategy,
-        )
-
-    async def _process(self, req: CCRequest) -> CCAnswer:
-        ctx = self.context()
-        if req.request_type is RequestType.INITIAL:
-            outcome = await self._initial(req, ctx)
-        elif req.request_type is RequestType.EVENT:
-            outcome = await self.run(self._event_op(req, ctx))
-        else:
-            try:
-                outcome = await self.run(
-                    self._continue_op(req, ctx, self._live.get(req.session_id))
-                )
-            except ops.SessionConflict:
-                # Our copy was stale (closed by Tcc, or moved on in another process):
-                # start again from the database's state.
-                self._live.pop(req.session_id, None)
-                outcome = await self.run(self._continue_op(req, ctx, None))
-        self._apply(outcome, req)
-        return outcome.answer
-
-    async def _initial(self, req: CCRequest, ctx: ops.RatingContext) -> ops.Outcome:
-        live = self._live.get(req.session_id)
-        if live is not None:
-            if live.last_request_number == req.request_number:
-                return ops.Outcome(live.last_answer, live)
-            return ops.Outcome(_error(req, ResultCode.UNABLE_TO_COMPLY, "session already open"))
-        try:
-            return await self.run(ops.initial_op(req, ctx))
-        except Exception as exc:
-            # The session id exists in the database already: a retransmission reaching this
-            # process after another (or before a restart) answered it.
-            stored = await self.run(ops.event_answer_op(req.session_id, req.request_number))
-            if stored is not None:
-                return ops.Outcome(stored)
-            log.warning("CCR-I %s refused: %s", req.session_id, exc)
-            return ops.Outcome(_error(req, ResultCode.UNABLE_TO_COMPLY, "session id in use"))
-
-    def _event_op(self, req: CCRequest, ctx: ops.RatingContext) -> Op[ops.Outcome]:
-        stored = yield from ops.event_answer_op(
-            req.session_id, req.request_number, RequestType.EVENT
-        )
-        if stored is not None:
-            return ops.Outcome(stored)
-        return (yield from ops.event_op(req, ctx))
-
-    def _continue_op(
-        self, req: CCRequest, ctx: ops.RatingContext, session: LiveSession | None
-    ) -> Op[ops.Outcome]:
-        if session is None:
-            state, session = yield from ops.load_session(req.session_id)
-            if state == "missing" or session is None:
-                if state == "missing" and req.session_id in self._refused_initial:
-                    # e.g. Kamailio sends CCR-T (0 used) after a refused CCR-I
-                    return ops.Outcome(
-                        CCAnswer(
-                            result_code=int(ResultCode.SUCCESS),
-                            request_type=req.request_type,
-                            request_number=req.request_number,
-                        )
-                    )
-                return ops.Outcome(_error(req, ResultCode.UNKNOWN_SESSION_ID, "unknown session"))
-            if state == "closed":
-                last = session.last_answer
-                if (
-                    session.last_request_number == req.request_number
-                    and last.request_type is req.request_type
-                ):
-                    return ops.Outcome(last)
-                return ops.Outcome(_error(req, ResultCode.UNKNOWN_SESSION_ID, "session closed"))
-        if req.request_number == session.last_request_number:
-            if session.last_answer.request_type is req.request_type:
-                return ops.Outcome(session.last_answer, session)  # a retransmission
-            return ops.Outcome(
-                _error(req, ResultCode.UNABLE_TO_COMPLY, "CC-Request-Number already used"),
-                session,
-            )
-        if req.request_number < session.last_request_number:
-            return ops.Outcome(
-                _error(req, ResultCode.UNABLE_TO_COMPLY, "CC-Request-Number went backwards"),
-                session,
-            )
-        if req.request_type is RequestType.UPDATE:
-            return (yield from ops.update_op(req, session, ctx))
-        return (yield from ops.terminate_op(req, session, ctx))
-
-    def _apply(self, outcome: ops.Outcome, req: CCRequest | None) -> None:
+    def _apply(self, outcome: Outcome, session_id: str | None) -> None:
         if outcome.session is not None:
             self._live[outcome.session.session_id] = outcome.session
-        elif outcome.closed or (req is not None and req.request_type is RequestType.TERMINATE):
-            sid = req.session_id if req is not None else None
-            if sid:
-                self._live.pop(sid, None)
-        if (
-            req is not None
-            and req.request_type is RequestType.INITIAL
-            and outcome.session is None
-            and outcome.answer.result_code != ResultCode.SUCCESS
-        ):
-            self._refused_initial[req.session_id] = None
-            if len(self._refused_initial) > REMEMBERED_CLOSED:
-                self._refused_initial.popitem(last=False)
+        elif outcome.closed and session_id is not None:
+            self._live.pop(session_id, None)
         for kind, data in outcome.events:
-            self.bus.publish(kind, **data)
+            if self.bus.wants(kind):
+                self.bus.publish(kind, **(data() if callable(data) else data))
         metrics.set_live_sessions(len(self._live))
 
     # --- live sessions, supervision, server-initiated requests ------------------------------
@@ -323,49 +268,48 @@ class ChargingEngine:
         return list(self._live.values())
 
     async def expire_idle(self) -> list[str]:
-        """Close sessions silent past Validity-Time + grace (this process's, then orphans
-        left open in the database by a process that died). Returns the closed ids."""
-        ctx = self.context()
+        """Close every session silent past Validity-Time + grace, whichever process held it.
+        Returns the closed ids."""
         closed: list[str] = []
-        for session in [s for s in self._live.values() if s.expires_at < ctx.now]:
-            if session.session_id in self._tails:
-                continue  # a request is in progress: not silent
-            try:
-                outcome = await self.run(_tcc_close(session, ctx))
-            except ops.SessionConflict:
-                # it moved on meanwhile (a late request here, or another process)
-                if self._live.get(session.session_id) is session:
-                    del self._live[session.session_id]
-                continue
-            self._live.pop(session.session_id, None)
-            self._apply(outcome, None)
-            closed.append(session.session_id)
-            self._abort_in_background(session.session_id)
-        closed += await self._close_orphans(ctx)
+        while True:
+            outcomes = await self._submit(Sweep(SWEEP_LIMIT, frozenset(self._tails)))
+            for outcome in outcomes:
+                assert outcome.write is not None
+                session_id = outcome.write.session.session_id
+                self._live.pop(session_id, None)
+                self._apply(outcome, session_id)
+                closed.append(session_id)
+                self._abort_in_background(session_id)
+            if len(outcomes) < SWEEP_LIMIT:
+                break
+        self._forget_stale()
         return closed
 
-    async def _close_orphans(self, ctx: ops.RatingContext) -> list[str]:
-        rows = await self.run(_orphans_op(ctx.now, tuple(self._live)))
-        closed = []
-        for session_id in rows:
-            state, session = await self.run(ops.load_session(session_id))
-            if state != "open" or session is None:
-                continue
-            try:
-                outcome = await self.run(_tcc_close(session, ctx))
-            except ops.SessionConflict:
-                continue
-            self._apply(outcome, None)
-            closed.append(session_id)
-        return closed
+    def _forget_stale(self) -> None:
+        """Drop cached sessions long past their expiry: another process's sweep closed them
+        (a request for one would read its row anyway)."""
+        horizon = self.clock() - timedelta(seconds=self.grace)
+        for session_id in [s.session_id for s in self._live.values() if s.expires_at < horizon]:
+            if session_id not in self._tails:
+                del self._live[session_id]
+
+    async def purge_answers(self) -> int:
+        before = self.clock() - timedelta(seconds=self.answer_retention)
+        return await self.store.run(records.purge_answers(before))
 
     async def _tcc_loop(self) -> None:
         while True:
             await asyncio.sleep(self.tcc_interval)
+            if not self.sweeper:
+                self._forget_stale()
+                continue
             try:
                 closed = await self.expire_idle()
                 if closed:
                     log.info("Tcc closed %d silent session(s)", len(closed))
+                if time.monotonic() >= self._next_purge:
+                    self._next_purge = time.monotonic() + 60
+                    await self.purge_answers()
             except Exception:
                 log.exception("Tcc supervision pass failed")
 
@@ -386,30 +330,37 @@ class ChargingEngine:
         self._in_background(abort())
 
     async def kill(self, session_id: str) -> int:
-        """Abort a live call: ASR to its client, which then ends it with a CCR-T."""
-        if session_id not in self._live:
+        """Cut a live call: flag it in the database, so that its next request gets no more
+        credit (4012) even from a switch that ignores ASR, then send the ASR; returns the ASA
+        Result-Code. Raises LookupError when no such call is live."""
+        peer = await self.store.run(records.mark_killed(session_id, self.clock(), self.grace))
+        if peer is None:
             raise LookupError(f"no live session {session_id!r}")
         if self.gateway is None:
             raise RuntimeError("no Diameter server attached to send the ASR")
         return await self.gateway.send_asr(session_id)
 
     async def reauthorise(self, session_id: str) -> int:
-        if session_id not in self._live:
+        if await self.store.run(records.open_session_peer(session_id)) is None:
             raise LookupError(f"no live session {session_id!r}")
         if self.gateway is None:
             raise RuntimeError("no Diameter server attached to send the RAR")
         return await self.gateway.send_rar(session_id)
 
+    def topped_up(self, account_id: int) -> None:
+        """The account got credit: re-authorise its sessions here that are on final units
+        (the client re-asks and gets more)."""
+        for session in list(self._live.values()):
+            if session.account_id == account_id and session.final_units:
+                self._rar_in_background(session.session_id)
+
     async def _topup_listener(self) -> None:
-        """After a top-up, re-authorise that account's sessions that are on final units."""
-        with self.bus.subscribe() as sub:
+        with self.bus.subscribe(kinds=frozenset({"credit.change"})) as sub:
             async for event in sub:
-                if event.kind != "credit.change" or int(event.data.get("amount", 0)) <= 0:
+                if not self.watch_bus_topups or event.kind != "credit.change":
                     continue
-                account_id = event.data.get("account_id")
-                for session in list(self._live.values()):
-                    if session.account_id == account_id and session.final_units:
-                        self._rar_in_background(session.session_id)
+                if int(event.data.get("amount", 0)) > 0 and event.data.get("account_id"):
+                    self.topped_up(int(event.data["account_id"]))
 
     def _rar_in_background(self, session_id: str) -> None:
         if self.gateway is None:
@@ -422,41 +373,3 @@ class ChargingEngine:
                 log.info("RAR for %s failed: %s", session_id, exc)
 
         self._in_background(rar())
-
-
-def _tcc_close(session: LiveSession, ctx: ops.RatingContext) -> Op[ops.Outcome]:
-    return ops.close_op(
-        session, ctx, used=[], end_reason="TCC_EXPIRED", charge_outstanding_grants=True
-    )
-
-
-def _error(req: CCRequest, code: ResultCode, message: str) -> CCAnswer:
-    return CCAnswer(
-        result_code=int(code),
-        request_type=req.request_type,
-        request_number=req.request_number,
-        error_message=message,
-    )
-
-
-def _orphans_op(now: datetime, mine: tuple[str, ...]) -> Op[list[str]]:
-    """Claim sessions left open past their expiry by a process that is gone (the claim,
-    pushing expires_at to NULL, keeps two processes from closing the same one)."""
-    rows = yield (
-        "SELECT session_id FROM credit_session WHERE state = 'open' AND expires_at < ?"
-        " ORDER BY expires_at LIMIT 100",
-        (now,),
-    )
-    claimed = []
-    skip = set(mine)
-    for (session_id,) in rows:
-        if session_id in skip:
-            continue
-        got = yield (
-            "UPDATE credit_session SET expires_at = NULL WHERE session_id = ? AND state = 'open'"
-            " AND expires_at < ? RETURNING session_id",
-            (session_id, now),
-        )
-        if got:
-            claimed.append(str(session_id))
-    return claimed

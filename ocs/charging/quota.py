@@ -59,6 +59,7 @@ def record_usage(
 ) -> ServiceUsage:
     """Add reported Used-Service-Units to the service's pieces."""
     start = usage.grant_start
+    fixed = tariff.constant_rate
     pieces = list(usage.pieces)
     used, raw_cost = usage.used, usage.raw_cost
     cursor = start  # where the next contiguous second of this report begins
@@ -82,14 +83,28 @@ def record_usage(
             at = max(usage.tariff_time_change, cursor or start)
         else:
             at = cursor or start
-        raw_cost += rating.rate_seconds(_raw(tariff), at, seconds, tz)
+        if fixed is not None:
+            raw_cost += fixed * seconds
+        else:
+            raw_cost += rating.rate_seconds(_raw(tariff), at, seconds, tz)
         if pieces and pieces[-1][0] + pieces[-1][1] * _SECOND == at:
             pieces[-1] = (pieces[-1][0], pieces[-1][1] + seconds)
         else:
             pieces.append((at, seconds))
         used += seconds
         cursor = at + seconds * _SECOND
-    return dataclasses.replace(usage, pieces=tuple(pieces), used=used, raw_cost=raw_cost)
+    return ServiceUsage(
+        usage.rating_group,
+        usage.service_identifier,
+        usage.primary,
+        tuple(pieces),
+        used,
+        raw_cost,
+        usage.reserved,
+        usage.granted,
+        usage.grant_start,
+        usage.tariff_time_change,
+    )
 
 
 def cost_for_total(
@@ -101,11 +116,14 @@ def cost_for_total(
     if billed == 0:
         return 0
     extra = billed - usage.used
+    conn = tariff.connection_charge if usage.primary else 0
+    fixed = tariff.constant_rate
+    if fixed is not None:  # the usual tariff: every second at one rate, wherever it falls
+        return conn + usage.raw_cost + fixed * extra
     if usage.pieces and total == usage.used:
         # rounding seconds follow the last piece
         last_start, last_len = usage.pieces[-1]
         next_start = last_start + last_len * _SECOND
-    conn = tariff.connection_charge if usage.primary else 0
     return conn + usage.raw_cost + rating.rate_seconds(_raw(tariff), next_start, extra, tz)
 
 

@@ -69,11 +69,13 @@ class AnswerEncoder:
                 parts.append(u32(c.K_VALIDITY_TIME, ans.validity_time))
         if ans.cost_units is not None:
             parts.append(c.avp_group(c.K_COST_INFORMATION,
-                                     _unit_value(ans.cost_units, ans.unit_price_exponent),
+                                     _unit_value(ans.cost_units * ans.unit_price_digits,
+                                                 ans.unit_price_exponent),
                                      u32(c.K_CURRENCY_CODE, ans.currency_code)))
         if ans.remaining_balance is not None:
             parts.append(c.avp_group(2021,
-                                     _unit_value(ans.remaining_balance, ans.unit_price_exponent),
+                                     _unit_value(ans.remaining_balance * ans.unit_price_digits,
+                                                 ans.unit_price_exponent),
                                      u32(c.K_CURRENCY_CODE, ans.currency_code),
                                      m=False, vendor=c.VENDOR_3GPP))
         if failed_avp:

@@ -310,6 +310,7 @@ class DiameterServer:
         tls: ssl.SSLContext | None = None,
         tls_port: int = 5658,
         tls_handshake_timeout: float = 10.0,
+        reuse_port: bool = False,
     ) -> None:
         self.handler = handler
         self.host = host
@@ -330,6 +331,9 @@ class DiameterServer:
         self.tls = tls
         self.tls_port = tls_port
         self.tls_handshake_timeout = tls_handshake_timeout
+        # Several processes listening on one port (`ocs serve --workers N`): the kernel
+        # spreads the connections over them (SO_REUSEPORT).
+        self.reuse_port = reuse_port
         self.origin_state_id = int(time.time()) & 0xFFFFFFFF
         self.buffered = 0  # bytes of partial messages held by all connections
         self.refused = 0  # connections closed at once because the server was full
@@ -409,14 +413,15 @@ class DiameterServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _Connection(self), self.host, self.port, reuse_address=True)
+            lambda: _Connection(self), self.host, self.port, reuse_address=True,
+            reuse_port=self.reuse_port or None)
         log.info("Diameter server %s listening on %s:%d", self.origin_host, self.host,
                  self.bound_port)
         if self.tls is not None:
             try:
                 self._tls_server = await loop.create_server(
                     lambda: _Connection(self, tls=True), self.host, self.tls_port,
-                    reuse_address=True, ssl=self.tls,
+                    reuse_address=True, reuse_port=self.reuse_port or None, ssl=self.tls,
                     ssl_handshake_timeout=self.tls_handshake_timeout)
             except BaseException:
                 self._server.close()
@@ -457,6 +462,11 @@ class DiameterServer:
             del self._sessions[sid]
 
     # -- PeerGateway --
+    def holds(self, session_id: str) -> bool:
+        """Whether a connection of this server carries the session."""
+        conn = self._sessions.get(session_id)
+        return conn is not None and not conn.closed
+
     def _conn_for(self, session_id: str) -> _Connection:
         conn = self._sessions.get(session_id)
         if conn is None:

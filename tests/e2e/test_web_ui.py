@@ -89,7 +89,7 @@ async def test_operator_journey(page: Any, served: tuple[str, ServeContext]) -> 
     await pg.screenshot(path=screenshot_path("02-config"), full_page=True)
     await pg.fill("#f-ivr_access_number", "60x0")
     await pg.click("form.config-form button[type=submit]")
-    await expect(pg.locator(".flash.error")).to_contain_text("digits")
+    await expect(pg.locator("#err-ivr_access_number")).to_contain_text("digits")
     await pg.fill("#f-ivr_access_number", "6000")
     await pg.click("form.config-form button[type=submit]")
     await expect(pg.locator(".flash.ok")).to_contain_text("Parameters saved")
@@ -129,10 +129,11 @@ async def test_operator_journey(page: Any, served: tuple[str, ServeContext]) -> 
 
     # add credit in money, then in units
     await pg.fill("#f-amount", "25")
-    await pg.select_option("select[name=unit]", "money")
+    await pg.select_option("#credit select[name=unit]", "money")
     await pg.click("#credit button[type=submit]")
     await expect(pg.locator(".flash.ok")).to_contain_text("Added 250000 units")
     await pg.fill("#f-amount", "3000")
+    await pg.select_option("#credit select[name=unit]", "units")  # money is the default
     await pg.click("#credit button[type=submit]")
     await expect(pg.locator("#balance-units")).to_have_text("253000")
 

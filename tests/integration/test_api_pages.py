@@ -202,8 +202,10 @@ async def test_create_user_credit_dids_and_statement(web: Browser) -> None:
     assert r.status_code == 303
     r = await web.post("/users/1001/credit", {"amount": "1000", "unit": "units", "note": "promo"})
     r = await web.post("/users/1001/credit", {"amount": "0.00001", "unit": "money"})
-    r = await web.get("/users/1001")
-    assert "Credit refused" in flash_text(r.text)
+    # refused beside the amount field, the form kept as typed (money stays selected)
+    assert r.status_code == 422
+    assert 'id="err-credit-amount"' in r.text and "Credit refused" in r.text
+    assert 'value="0.00001"' in r.text and '<option value="money" selected>' in r.text
     assert (await ledger.balance(account.id)).balance == 251000
 
     r = await web.post("/users/1001/dids", {"did": "0561500001", "forward_to": "0141587070"})

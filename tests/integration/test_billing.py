@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ocs import accounts, billing, ledger
-from ocs.cdr import cdr_row, settle_with_cdr
+from ocs import accounts, billing, ledger, tariffs
 from ocs.models import BillingRun, Cdr, LedgerEntry, LedgerKind, StatementBalance
 from ocs.settings_store import save_operator_settings
+from tests.calls import Call, CallRecorder
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -33,24 +33,22 @@ async def call(
     account_id: int, number: str, dialed: str, duration: int, cost: int, ended: str,
     *, setup_epoch: int | None = None, delay: int | None = None, call_id: str = "",
 ) -> None:
-    """A finished call as the charging engine records it: reserve, then settle + CDR in
-    one ledger operation."""
-    store = ledger.store()
-    got = await store.run(ledger.reserve(account_id, cost))
-    assert got is not None and got.taken == cost
+    """A finished call, recorded through the charging engine (CCR-I at the answer time,
+    CCR-T at `ended`), rated by a tariff for `dialed` at cost/duration units per second."""
+    assert cost % duration == 0
+    rate = {"prefix": dialed, "h1_rate": cost // duration}
+    await tariffs.import_tariffs([tariffs.parse_tariff(rate)])
     ended_at = local(ended)
     answered = (
         datetime.fromtimestamp(setup_epoch + (delay or 0), tz=PARIS)
         if setup_epoch is not None else ended_at
     )
-    session = f"ocs;{number};{ended};{dialed}"
-    row = cdr_row(
-        account_id=account_id, account_number=number, session_id=session, dialed=dialed,
-        answered_at=answered, duration=duration, cost=cost, ended_at=ended_at,
-        call_id=call_id, connect_delay=delay, tariff_prefix="DEFAULT",
-    )
-    settled = await store.run(settle_with_cdr(account_id, cost, row))
-    assert settled.debited == cost
+    async with CallRecorder(ledger.store()) as recorder:
+        answer = await recorder.call(
+            Call(number, dialed, duration, call_id=call_id, connect_delay=delay),
+            answered=answered, ended=ended_at, session_id=f"ocs;{number};{ended};{dialed}",
+        )
+    assert answer.cost_units == cost
 
 
 async def brochure_history(settings) -> tuple[int, int, billing.BillingResult]:

@@ -4,41 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 
 from ocs import accounts, ledger, tariffs
 from ocs.charging.engine import ChargingEngine
 from ocs.credit_control import (
-    CCRequest,
     FinalUnitAction,
     MsccRequest,
     RequestedAction,
     RequestType,
     ResultCode,
-    SubscriptionId,
     SubscriptionIdType,
-    TariffChangeUsage,
     UsedUnits,
 )
 from ocs.demo import load_demo
 from ocs.events import EventBus
 from ocs.models import Cdr, CreditSession, LedgerEntry
+from tests.calls import Clock, ccr
 
 E164 = SubscriptionIdType.END_USER_E164
 PRIVATE = SubscriptionIdType.END_USER_PRIVATE
-
-
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-    def advance(self, seconds: float) -> None:
-        self.at += timedelta(seconds=seconds)
 
 
 @pytest.fixture
@@ -51,49 +38,6 @@ async def engine(db):
     eng.test_clock = clock  # type: ignore[attr-defined]
     yield eng
     await eng.stop()
-
-
-def ccr(
-    sid: str,
-    kind: RequestType,
-    number: int,
-    *,
-    sub: str = "1001",
-    sub_type: SubscriptionIdType = PRIVATE,
-    called: str | None = "sip:+33141587070@ims.example",
-    requested: int | None = None,
-    used: int | None = None,
-    mscc: bool = False,
-    action: RequestedAction | None = None,
-    tcu: tuple[int, int] | None = None,
-) -> CCRequest:
-    used_units: tuple[UsedUnits, ...] = ()
-    if tcu is not None:
-        used_units = (
-            UsedUnits(tcu[0], TariffChangeUsage.UNIT_BEFORE_TARIFF_CHANGE),
-            UsedUnits(tcu[1], TariffChangeUsage.UNIT_AFTER_TARIFF_CHANGE),
-        )
-    elif used is not None:
-        used_units = (UsedUnits(used),)
-    wants = requested is not None or kind in (RequestType.INITIAL, RequestType.UPDATE)
-    common = dict(
-        session_id=sid,
-        origin_host="pcscf.test",
-        origin_realm="test",
-        request_type=kind,
-        request_number=number,
-        subscription_ids=(SubscriptionId(sub_type, sub),),
-        called_party=called,
-        requested_action=action,
-    )
-    if kind is RequestType.TERMINATE:
-        wants = False
-    if mscc:
-        return CCRequest(
-            **common,
-            mscc=(MsccRequest(100, 1000, wants, requested, used_units),),
-        )
-    return CCRequest(**common, requested=wants, requested_time=requested, used=used_units)
 
 
 async def available(number: str) -> int:

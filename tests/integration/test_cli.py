@@ -13,11 +13,13 @@ import pytest
 from ocs.config import Settings
 
 
-def run_ocs(settings: Settings, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_ocs(settings: Settings, *args: str, check: bool = True,
+            env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "OCS_DATA_DIR": str(settings.data_dir),
         "OCS_DATABASE_URL": settings.database_url,
+        **(env_extra or {}),
     }
     proc = subprocess.run(
         [sys.executable, "-m", "ocs.cli", *args],

@@ -63,8 +63,8 @@ def test_formatter_shows_money_beside_units() -> None:
     fmt = Formatter(OperatorSettings())
     assert fmt.money(203800) == "20,38 Euros"
     assert fmt.amount(-600) == "-0,06"
-    assert fmt.amount(-7020) == "-0,702"
-    assert fmt.amount(7) == "0,0007"
+    assert fmt.amount(-7020) == "-0,70"  # one display: the currency's minor unit (defect 6)
+    assert fmt.amount(7) == "0,00"
     assert fmt.rate(200) == "1,2000 Euros/min"
     assert fmt.rate(0) == "0,0000 Euros/min"
     assert fmt.signed(250000) == "+250000"

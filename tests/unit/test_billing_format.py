@@ -108,23 +108,6 @@ def test_is_due_without_previous_run_waits_for_a_boundary() -> None:
     assert billing.is_due("daily", _l("20260115_0000"), None, since, PARIS)
 
 
-def test_cdr_row_validation_and_columns() -> None:
-    at = datetime(2012, 4, 3, 13, 25, 3, tzinfo=UTC)
-    row = cdr.cdr_row(account_id=1, account_number="1001", session_id="s", dialed="5173",
-                      answered_at=at, duration=3, cost=600, ended_at=at, connect_delay=4)
-    assert row["created_at"] == at and row["started_at"] == at and row["connect_delay"] == 4
-    with pytest.raises(ValueError):
-        cdr.cdr_row(account_id=1, account_number="1", session_id="s", dialed="1",
-                    answered_at=at, duration=-1, cost=0, ended_at=at)
-    op = cdr.insert_cdr(row)
-    sql, params = next(op)
-    assert sql.startswith("INSERT INTO cdr (") and sql.endswith("RETURNING id")
-    assert sql.count("?") == len(params) == len(row)
-    with pytest.raises(StopIteration) as stop:
-        op.send([(42,)])
-    assert stop.value.value == 42
-
-
 @pytest.mark.parametrize(
     ("text", "end", "expected"),
     [

@@ -221,3 +221,17 @@ def test_parse_format_round_trip(units: int) -> None:
     amount = units_to_money(units, PRICE)
     assert parse_money(format_money(amount, 4)) == amount
     assert money_to_units(parse_money(format_money(amount, 4)), PRICE) == units
+
+
+def test_display_uses_the_currency_minor_unit() -> None:
+    from ocs.money import display, minor_units
+
+    price = Decimal("0.0001")
+    assert display(239660, price, 978) == "23,97"  # was "23,966" beside "24,50"
+    assert display(245000, price, 978) == "24,50"
+    assert display(8000, price, 978) == "0,80"  # was "0,8" in CDRs
+    assert display(-600, price, 978) == "-0,06"
+    assert display(5, price, 978) == "0,00"
+    assert display(12345, Decimal("1"), 392) == "12345"  # JPY: no minor unit
+    assert display(12345, Decimal("0.001"), 48) == "12,345"  # BHD: 3 places
+    assert minor_units(999_999) == 2

@@ -884,3 +884,19 @@ def test_usage_split_is_additive(
     assert cost_of_usage_split(t, change, before, after, tz) == rate_seconds(
         t, begin, before + after, tz
     )
+
+
+def test_money_per_minute_to_units_per_second() -> None:
+    from decimal import Decimal
+
+    from ocs.tariffs import humanise, rate_from_per_minute
+
+    p = Decimal("0.0001")
+    got = rate_from_per_minute(Decimal("0.05"), p)  # the 8.33 u/s
+    assert (got.rate, got.exact, got.applied) == (8, False, Decimal("0.0480"))
+    assert round(got.exact_rate, 4) == Decimal("8.3333")
+    assert rate_from_per_minute(Decimal("1.2"), p).rate == 200
+    assert rate_from_per_minute(Decimal("1.2"), p).exact
+    assert rate_from_per_minute(Decimal("0.051"), p).rate == 9  # 8.5 -> 9 (half up)
+    assert humanise("tariff 33: h1_rate must be >= 0; h2_begin too") == \
+        "tariff 33: H1 units/sec must be >= 0; H2 begin hour too"
