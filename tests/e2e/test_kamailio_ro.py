@@ -9,7 +9,7 @@ ports are set for the test); SIPp plays the caller and the callee (`tests/e2e/si
 - no credit: the OCS answers 4012 and the caller gets SIP 402;
 - the last units (Final-Unit-Indication TERMINATE): Kamailio ends the call, BYE to both legs;
 - an operator kill (`ocs session kill`): Kamailio never answers the ASR, so the call must end
-  at its next CCR-Update, refused by the OCS (issue 13 item 4, in the charging engine).
+  at its next CCR-Update, which the charging engine refuses with a top-level 4012.
 
 Kamailio's grants here are RO_UNITS = 10 s with the CCR-Update 5 s before they run out.
 """
@@ -300,7 +300,6 @@ def request_number(env: dict[str, str], session_id: str) -> int:
     return asyncio.run(read())
 
 
-@pytest.mark.xfail(strict=True, reason="needs engine kill refusal")
 def test_an_operator_kill_ends_the_call_at_its_next_update(ro: RoStack) -> None:
     """Kamailio does not answer the ASR. The OCS must refuse the session's next CCR-U with
     top-level Result-Code 4012: ims_charging then ends the call (BYE to both legs) when the
