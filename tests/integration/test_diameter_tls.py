@@ -180,8 +180,10 @@ ConnectPeer = "ocs.test" {{ ConnectTo = "127.0.0.1"; Port = {port}; No_SCTP; TwT
 
 
 async def run_fd(exe: str, conf: Path, log: Path) -> asyncio.subprocess.Process:
+    # its log goes to stdout, block-buffered into a file: ask for lines (coreutils stdbuf)
+    stdbuf = ["stdbuf", "-oL", "-eL"] if shutil.which("stdbuf") else []
     return await asyncio.create_subprocess_exec(
-        exe, "-c", str(conf), "-d", stdout=log.open("w"), stderr=subprocess.STDOUT)
+        *stdbuf, exe, "-c", str(conf), "-d", stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
 async def stop_fd(proc: asyncio.subprocess.Process) -> None:
