@@ -70,6 +70,7 @@ class _Connection(asyncio.Protocol):
         self.server = server
         self.tls = tls
         self.buffered = 0  # this connection's share of server.buffered
+        self.early: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self.peer: ServerPeer | None = None
         self.waiting: dict[int, asyncio.Future[int]] = {}
@@ -101,10 +102,21 @@ class _Connection(asyncio.Protocol):
                                pre_cer_max=s.pre_cer_max, local_peers=s.local_peers,
                                is_local=_is_local(peername, sock), certificate_names=names)
         self._arm_timer()
+        if self.early:
+            data, self.early = b"".join(self.early), []
+            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
-        if peer is None or self.closed:
+        if peer is None:
+            # TLS: the first records can be decrypted just before connection_made is called
+            # (the handshake task resumes a loop turn later); keep them, within the pre-CER
+            # bound
+            if not self.closed and sum(map(len, self.early)) + len(data) <= \
+                    self.server.pre_cer_max:
+                self.early.append(data)
+            return
+        if self.closed:
             return
         events = peer.receive_data(data)
         held = peer.framer.buffered
@@ -268,6 +280,20 @@ class _Connection(asyncio.Protocol):
             peer.pending.pop(hbh, None)
 
 
+class _TlsAcceptor(asyncio.Protocol):
+    """A TCP connection to the TLS port: the server runs the handshake itself (`start_tls`),
+    so a refused certificate costs one counted warning, not asyncio's traceback, and
+    handshakes in progress are bounded like connections."""
+
+    def __init__(self, server: DiameterServer) -> None:
+        self.server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # nothing is read until TLS takes the transport over
+        self.server._start_handshake(transport)
+
+
 class DiameterServer:
     """Diameter credit-control server; also the `PeerGateway` for RAR/ASR.
 
@@ -338,6 +364,8 @@ class DiameterServer:
         self.buffered = 0  # bytes of partial messages held by all connections
         self.refused = 0  # connections closed at once because the server was full
         self.over_buffer = 0  # connections closed for going past max_buffered
+        self.tls_refused = 0  # TLS handshakes that failed (bad or no certificate, timeout)
+        self._handshakes: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._tls_server: asyncio.Server | None = None
         self._connections: dict[_Connection, None] = {}  # oldest first
@@ -386,6 +414,36 @@ class DiameterServer:
                    f"bytes); {self.over_buffer} closed so far")
         return not conn.closed
 
+    def _start_handshake(self, transport: asyncio.Transport) -> None:
+        if len(self._handshakes) >= self.max_connections:
+            self.tls_refused += 1
+            self._warn("tls-full", "refusing TLS connections: too many handshakes at once "
+                       f"({self.tls_refused} TLS connections refused so far)")
+            transport.abort()
+            return
+        task = asyncio.get_running_loop().create_task(self._tls_handshake(transport))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    async def _tls_handshake(self, transport: asyncio.Transport) -> None:
+        assert self.tls is not None
+        peer = transport.get_extra_info("peername")
+        conn = _Connection(self, tls=True)
+        try:
+            app = await asyncio.get_running_loop().start_tls(
+                transport, conn, self.tls, server_side=True,
+                ssl_handshake_timeout=self.tls_handshake_timeout)
+        except OSError as exc:  # ssl.SSLError, resets and timeouts are all OSErrors
+            self.tls_refused += 1
+            self._warn("tls", f"TLS handshake from {peer[0] if peer else '?'} failed: {exc} "
+                       f"({self.tls_refused} so far)")
+            transport.abort()
+            return
+        if app is None:  # the peer went away as the handshake ended
+            transport.abort()
+            return
+        conn.connection_made(app)
+
     def _admit_connection(self, conn: _Connection) -> bool:
         """Make room for a new connection, or refuse it when every slot holds a peer that
         completed CER (hostile connections cannot lock real switches out)."""
@@ -420,9 +478,8 @@ class DiameterServer:
         if self.tls is not None:
             try:
                 self._tls_server = await loop.create_server(
-                    lambda: _Connection(self, tls=True), self.host, self.tls_port,
-                    reuse_address=True, reuse_port=self.reuse_port or None, ssl=self.tls,
-                    ssl_handshake_timeout=self.tls_handshake_timeout)
+                    lambda: _TlsAcceptor(self), self.host, self.tls_port,
+                    reuse_address=True, reuse_port=self.reuse_port or None)
             except BaseException:
                 self._server.close()
                 raise
@@ -443,6 +500,8 @@ class DiameterServer:
         deadline = asyncio.get_running_loop().time() + grace
         while self._connections and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
+        for handshake in list(self._handshakes):
+            handshake.cancel()
         tasks = [t for cn in self._connections for t in cn.tasks]
         for cn in list(self._connections):
             cn.close()
