@@ -16,6 +16,8 @@ from typing import Any
 
 __all__ = [
     "AVP_TYPES",
+    "DEFAULT_MAX_AVPS",
+    "DEFAULT_MAX_REPEAT",
     "AvpDef",
     "DictionaryError",
     "Grammar",
@@ -26,6 +28,9 @@ __all__ = [
 ]
 
 _DIR = Path(__file__).resolve().parent
+
+DEFAULT_MAX_AVPS = 128
+DEFAULT_MAX_REPEAT = 16
 
 AVP_TYPES = frozenset(
     {
@@ -80,6 +85,14 @@ class Grammar:
     repeated: frozenset[str]
     any_avp: bool
     note: str = ""
+    max_avps: int = 128  # AVPs accepted at this level
+    max_repeat: tuple[tuple[str, int], ...] = ()  # bounds of repeated AVPs (others: 16)
+
+    def max_occurs(self, name: str) -> int | None:
+        """How often an AVP of this grammar may occur (None: not in the grammar, *[AVP])."""
+        if name in self.repeated:
+            return dict(self.max_repeat).get(name, DEFAULT_MAX_REPEAT)
+        return 1 if name in self.allowed else None
 
     @property
     def allowed(self) -> frozenset[str]:
@@ -141,6 +154,8 @@ def _grammar(name: str, raw: dict[str, Any], avps: dict[str, AvpDef]) -> Grammar
         repeated=frozenset(raw.get("repeated", ())),
         any_avp=bool(raw.get("any_avp", False)),
         note=str(raw.get("note", "")),
+        max_avps=int(raw.get("max_avps", DEFAULT_MAX_AVPS)),
+        max_repeat=tuple((str(k), int(v)) for k, v in raw.get("max_repeat", {}).items()),
     )
     names = set(g.allowed) | set(g.repeated)
     for group in g.required_one_of:
@@ -148,6 +163,13 @@ def _grammar(name: str, raw: dict[str, Any], avps: dict[str, AvpDef]) -> Grammar
     missing = sorted(n for n in names if n not in avps)
     if missing:
         raise DictionaryError(f"grammar {name} refers to undefined AVPs: {missing}")
+    for avp_name, count in g.max_repeat:
+        if avp_name not in g.repeated:
+            raise DictionaryError(f"grammar {name}: max_repeat of {avp_name}, not a repeated AVP")
+        if count < 1:
+            raise DictionaryError(f"grammar {name}: max_repeat of {avp_name} must be >= 1")
+    if g.max_avps < 1:
+        raise DictionaryError(f"grammar {name}: max_avps must be >= 1")
     return g
 
 

@@ -582,7 +582,7 @@ async def start_part(ctx: ServeContext) -> Part:
     s = ctx.settings
     # the Diameter part of this process, when it runs, may have bound port 0: use its port
     port = ctx.diameter_port if ctx.diameter_port is not None else s.diameter_port
-    gy = GyClient(s.diameter_host, port, "ivr." + s.diameter_realm, s.diameter_realm)
+    gy = GyClient(s.diameter_host, port, s.ivr_origin_host, s.diameter_realm)
     await _connect_with_retry(gy)
     charging = CreditControlCharging(ReconnectingClient(gy), gy.origin_host, gy.realm)
     bridge = IvrBridge(

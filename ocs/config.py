@@ -19,6 +19,10 @@ class ConfigError(ValueError):
     """A boot setting is missing or malformed."""
 
 
+_DEFAULT_MAX_MESSAGE = 64 * 1024
+_DEFAULT_PRE_CER_MAX = 8 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
@@ -34,6 +38,16 @@ class Settings:
     sip_port: int = 5060
     mqtt_url: str | None = None
     tcc_grace: float = 10.0  # seconds past Validity-Time before a silent session is closed
+    # Diameter resource bounds (a hostile peer must not exhaust memory; see README)
+    diameter_max_message: int = _DEFAULT_MAX_MESSAGE  # one message after CER (longer: 5015)
+    diameter_pre_cer_max: int = _DEFAULT_PRE_CER_MAX  # one message before CER (longer: closed)
+    diameter_max_connections: int = 512  # beyond: the oldest connection without CER goes
+    diameter_max_buffered: int = 16 * 1024 * 1024  # partial messages held, all connections
+    # Diameter over TLS (RFC 6733 13): a second listener, mutual certificate authentication
+    diameter_tls_port: int | None = None  # 5658 by convention; unset = no TLS listener
+    diameter_tls_cert: Path | None = None  # our certificate chain (PEM)
+    diameter_tls_key: Path | None = None  # its private key (PEM)
+    diameter_tls_ca: Path | None = None  # CA(s) that sign the peers' certificates (PEM)
     # `ocs serve` processes sharing the Diameter port (PostgreSQL only); 0 = one per core
     workers: int = 0
     # batches of one process in flight at once: one computes while another waits on the
@@ -58,6 +72,12 @@ class Settings:
     def secret_key_path(self) -> Path:
         return self.data_dir / "secret.key"
 
+    @property
+    def ivr_origin_host(self) -> str:
+        """The built-in IVR bridge's Diameter identity; the OCS admits it from this machine
+        whatever OCS_DIAMETER_PEERS says."""
+        return "ivr." + self.diameter_realm
+
 
 # env var -> (field, parser)
 _ENV: dict[str, str] = {
@@ -74,6 +94,14 @@ _ENV: dict[str, str] = {
     "OCS_SIP_PORT": "sip_port",
     "OCS_MQTT_URL": "mqtt_url",
     "OCS_TCC_GRACE": "tcc_grace",
+    "OCS_DIAMETER_MAX_MESSAGE": "diameter_max_message",
+    "OCS_DIAMETER_PRE_CER_MAX": "diameter_pre_cer_max",
+    "OCS_DIAMETER_MAX_CONNECTIONS": "diameter_max_connections",
+    "OCS_DIAMETER_MAX_BUFFERED": "diameter_max_buffered",
+    "OCS_DIAMETER_TLS_PORT": "diameter_tls_port",
+    "OCS_DIAMETER_TLS_CERT": "diameter_tls_cert",
+    "OCS_DIAMETER_TLS_KEY": "diameter_tls_key",
+    "OCS_DIAMETER_TLS_CA": "diameter_tls_ca",
     "OCS_WORKERS": "workers",
     "OCS_BATCH_WORKERS": "batch_workers",
     "OCS_ANSWER_RETENTION": "answer_retention",
@@ -83,7 +111,10 @@ _ENV: dict[str, str] = {
     "OCS_WEB_TLS_KEY": "web_tls_key",
 }
 
-_INT_FIELDS = {"web_port", "diameter_port", "sip_port"}
+_INT_FIELDS = {"web_port", "diameter_port", "sip_port", "diameter_tls_port"}
+_COUNT_FIELDS = {"diameter_max_message", "diameter_pre_cer_max", "diameter_max_connections",
+                 "diameter_max_buffered"}
+_PATH_FIELDS = {"diameter_tls_cert", "diameter_tls_key", "diameter_tls_ca"}
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
@@ -95,6 +126,30 @@ def _parse_port(name: str, raw: Any) -> int:
     if not 0 <= port <= 65535:
         raise ConfigError(f"{name} must be in 0..65535, got {port}")
     return port
+
+
+def _parse_count(name: str, raw: Any) -> int:
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _check_diameter(values: dict[str, Any]) -> None:
+    message = values.get("diameter_max_message", _DEFAULT_MAX_MESSAGE)
+    if message < 4096 or message > 0xFFFFFC:
+        raise ConfigError(f"diameter_max_message must be in 4096..16777212, got {message}")
+    if values.get("diameter_pre_cer_max", _DEFAULT_PRE_CER_MAX) > message:
+        raise ConfigError("diameter_pre_cer_max cannot be above diameter_max_message")
+    if values.get("diameter_tls_port") is not None:
+        absent = [n for n in ("diameter_tls_cert", "diameter_tls_key", "diameter_tls_ca")
+                  if values.get(n) is None]
+        if absent:
+            raise ConfigError("Diameter over TLS (diameter_tls_port) needs "
+                              + ", ".join(absent) + " (peers are authenticated by certificate)")
 
 
 def _parse_peers(raw: Any) -> tuple[str, ...]:
@@ -155,6 +210,11 @@ def load_settings(
     values.setdefault("database_url", f"sqlite://{data_dir / 'ocs.sqlite3'}")
     for name in _INT_FIELDS & values.keys():
         values[name] = _parse_port(name, values[name])
+    for name in _COUNT_FIELDS & values.keys():
+        values[name] = _parse_count(name, values[name])
+    for name in _PATH_FIELDS & values.keys():
+        values[name] = Path(values[name])
+    _check_diameter(values)
     for name in ("tcc_grace", "answer_retention"):
         if name in values:
             try:

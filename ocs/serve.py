@@ -28,6 +28,7 @@ from ocs import ledger, metrics
 from ocs.charging.engine import ChargingEngine
 from ocs.config import Settings
 from ocs.db import database
+from ocs.diameter.errors import CapabilitiesRefused
 from ocs.events import default_bus
 from ocs.relay import Relay
 from ocs.runtime import Part, ServeContext, SimplePart
@@ -40,6 +41,18 @@ async def start_ocs(ctx: ServeContext) -> Part:
     from ocs.diameter.server import DiameterServer
 
     settings = ctx.settings
+    tls = None
+    if settings.diameter_tls_port is not None:
+        from ocs.diameter.tls import server_context
+
+        assert settings.diameter_tls_cert and settings.diameter_tls_key  # load_settings checks
+        assert settings.diameter_tls_ca
+        try:
+            tls = server_context(settings.diameter_tls_cert, settings.diameter_tls_key,
+                                 settings.diameter_tls_ca)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise SystemExit(f"ocs serve: cannot load the Diameter TLS certificate, key or "
+                             f"CA: {exc}") from exc
     store = ledger.store()
     engine = ChargingEngine(
         store,
@@ -57,6 +70,14 @@ async def start_ocs(ctx: ServeContext) -> Part:
         origin_host=settings.diameter_origin_host,
         realm=settings.diameter_realm,
         allowed_peers=settings.diameter_peers,
+        max_message=settings.diameter_max_message,
+        pre_cer_max=settings.diameter_pre_cer_max,
+        max_connections=settings.diameter_max_connections,
+        max_buffered=settings.diameter_max_buffered,
+        # the built-in IVR bridge connects from this machine as itself: always admitted
+        local_peers=(settings.ivr_origin_host,),
+        tls=tls,
+        tls_port=settings.diameter_tls_port or 0,
         reuse_port=ctx.workers > 1 or ctx.role == "worker",
     )
     relay: Relay | None = None
@@ -227,7 +248,14 @@ async def serve(
             for name, factory in PARTS.items():
                 if only and name not in only and not (name == "workers" and "ocs" in only):
                     continue
-                part = await factory(ctx)
+                try:
+                    part = await factory(ctx)
+                except CapabilitiesRefused as exc:
+                    raise SystemExit(
+                        f"ocs serve: the {name} part could not open its Diameter connection: "
+                        f"the OCS refused its CER with Result-Code {exc.result_code}"
+                        + (" (unknown peer: add its Origin-Host to OCS_DIAMETER_PEERS of "
+                           "that OCS)" if exc.result_code == 3010 else "")) from exc
                 if part is not None:
                     started.append(part)
                     log.info("started %s", name)

@@ -5,6 +5,12 @@ against the CCR grammar, then reads only the AVPs the charging engine uses, stra
 the bytes (no python-diameter objects). It reports what was really on the wire: e.g. a
 Kamailio CCR without a top-level Auth-Application-Id is accepted because it carries
 Vendor-Specific-Application-Id {10415, Auth 4}, not because a default was filled in.
+
+Every loop is one pass over one level and every count is bounded by the grammars (5009
+DIAMETER_AVP_OCCURS_TOO_MANY_TIMES past the bound): the Subscription-Ids of the whole
+request (top level, Service-Information, IMS-Information) share one budget, so a hostile
+request cannot make the decoder, or the subscriber lookups after it, do more than a fixed
+amount of work.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from ocs.credit_control import (
 from . import codec as c
 from .codec import RawAvp
 from .errors import ProtocolError
-from .grammar import rules, validate
+from .grammar import check_counts, group_rules, rules, too_many, validate
 
 DEFAULT_SERVICE_CONTEXT = "32260@3gpp.org"
 
@@ -46,6 +52,39 @@ class CCRFrame:
         self.session_avp = session_avp  # the Session-Id AVP as received, echoed first in CCA
         self.proxy_info = proxy_info  # Proxy-Info AVPs as received, echoed in order (6.2)
         self.used_mscc = request.mscc is not None
+
+
+def _children(buf: bytes, a: RawAvp, group: str) -> list[RawAvp]:
+    """The AVPs inside grouped AVP `a`, with their counts checked against its grammar."""
+    r = group_rules(group)
+    avps = c.walk(buf, a[2], a[3], r.max_avps + 1)
+    if len(avps) > 1:
+        check_counts(r, buf, avps)
+    return avps
+
+
+class _Subscriptions:
+    """The request's Subscription-Ids within one count budget: the top-level ones first, then
+    those of Service-Information / IMS-Information, without repeats (ordered sets)."""
+
+    __slots__ = ("limit", "nested", "seen", "top")
+
+    def __init__(self) -> None:
+        self.limit = rules("CCR").max_occurs[c.K_SUBSCRIPTION_ID]
+        self.seen = 0
+        self.top: dict[SubscriptionId, None] = {}
+        self.nested: dict[SubscriptionId, None] = {}
+
+    def add(self, buf: bytes, a: RawAvp, *, nested: bool = False) -> None:
+        self.seen += 1
+        if self.seen > self.limit:
+            raise too_many(buf, a, f"more than {self.limit} Subscription-Id AVPs in the request")
+        sub = _subscription(buf, _children(buf, a, "Subscription-Id"))
+        (self.nested if nested else self.top)[sub] = None
+
+    @property
+    def ids(self) -> tuple[SubscriptionId, ...]:
+        return tuple({**self.top, **self.nested})
 
 
 def _subscription(buf: bytes, avps: list[RawAvp]) -> SubscriptionId:
@@ -72,7 +111,7 @@ def _subscription(buf: bytes, avps: list[RawAvp]) -> SubscriptionId:
 def _used(buf: bytes, a: RawAvp) -> UsedUnits:
     cc_time = 0
     tcu: TariffChangeUsage | None = None
-    for s in c.walk(buf, a[2], a[3]):
+    for s in _children(buf, a, "Used-Service-Unit"):
         if s[0] == c.K_CC_TIME:
             cc_time = c.u32(buf, s)
         elif s[0] == c.K_TARIFF_CHANGE_USAGE:
@@ -84,7 +123,7 @@ def _used(buf: bytes, a: RawAvp) -> UsedUnits:
 
 
 def _requested_time(buf: bytes, a: RawAvp) -> int | None:
-    for s in c.walk(buf, a[2], a[3]):
+    for s in _children(buf, a, "Requested-Service-Unit"):
         if s[0] == c.K_CC_TIME:
             return c.u32(buf, s)
     return None
@@ -96,7 +135,7 @@ def _mscc(buf: bytes, a: RawAvp) -> MsccRequest:
     requested = False
     rtime: int | None = None
     used: list[UsedUnits] = []
-    for s in c.walk(buf, a[2], a[3]):
+    for s in _children(buf, a, "Multiple-Services-Credit-Control"):
         k = s[0]
         if k == c.K_RATING_GROUP:
             rg = c.u32(buf, s)
@@ -114,24 +153,24 @@ def _mscc(buf: bytes, a: RawAvp) -> MsccRequest:
 class _Ims:
     __slots__ = ("call_id", "called", "calling", "delay", "subs")
 
-    def __init__(self) -> None:
+    def __init__(self, subs: _Subscriptions) -> None:
         self.called: str | None = None
         self.calling: str | None = None
         self.call_id: str | None = None
         self.delay: int | None = None
-        self.subs: list[SubscriptionId] = []
+        self.subs = subs
 
 
 def _service_information(buf: bytes, a: RawAvp, out: _Ims) -> None:
-    for s in c.walk(buf, a[2], a[3]):
+    for s in _children(buf, a, "Service-Information"):
         k = s[0]
         if k == c.K_SUBSCRIPTION_ID:
-            out.subs.append(_subscription(buf, c.walk(buf, s[2], s[3])))
+            out.subs.add(buf, s, nested=True)
         elif k == c.K_IMS_INFORMATION:
             icid: str | None = None
             user_session: str | None = None
             requested_party: str | None = None
-            for t in c.walk(buf, s[2], s[3]):
+            for t in _children(buf, s, "IMS-Information"):
                 tk = t[0]
                 if tk == c.K_CALLED_PARTY_ADDRESS:
                     out.called = c.text(buf, t)
@@ -144,10 +183,10 @@ def _service_information(buf: bytes, a: RawAvp, out: _Ims) -> None:
                 elif tk == c.K_USER_SESSION_ID:
                     user_session = c.text(buf, t)
                 elif tk == c.K_SUBSCRIPTION_ID:
-                    out.subs.append(_subscription(buf, c.walk(buf, t[2], t[3])))
+                    out.subs.add(buf, t, nested=True)
                 elif tk == c.K_TIME_STAMPS:
                     req_ts = resp_ts = None
-                    for u in c.walk(buf, t[2], t[3]):
+                    for u in _children(buf, t, "Time-Stamps"):
                         if u[0] == c.K_SIP_REQUEST_TIMESTAMP:
                             req_ts = c.u32(buf, u)
                         elif u[0] == c.K_SIP_RESPONSE_TIMESTAMP:
@@ -165,14 +204,15 @@ def decode_ccr(msg: bytes, header: c.Header | None = None) -> CCRFrame:
     Raises ProtocolError (with the Result-Code and Failed-AVP to answer) on any violation.
     """
     h = header or c.parse_header(msg)
-    avps = c.walk(msg, c.HEADER_LEN, h.length)
-    validate(rules("CCR"), msg, avps)
+    r = rules("CCR")
+    avps = c.walk(msg, c.HEADER_LEN, h.length, r.max_avps + 1)
+    validate(r, msg, avps)
 
     session_id = origin_host = origin_realm = ""
     session_avp = b""
     req_type = 0
     req_number = 0
-    subs: list[SubscriptionId] = []
+    subs = _Subscriptions()
     msccs: list[MsccRequest] | None = None
     requested = False
     rtime: int | None = None
@@ -182,8 +222,8 @@ def decode_ccr(msg: bytes, header: c.Header | None = None) -> CCRFrame:
     user_name: str | None = None
     context: str | None = None
     term: int | None = None
-    ims = _Ims()
-    proxy_info = b""
+    ims = _Ims(subs)
+    proxy_info: list[bytes] = []
     for a in avps:
         k = a[0]
         if k == c.K_SESSION_ID:
@@ -198,7 +238,7 @@ def decode_ccr(msg: bytes, header: c.Header | None = None) -> CCRFrame:
         elif k == c.K_CC_REQUEST_NUMBER:
             req_number = c.u32(msg, a)
         elif k == c.K_SUBSCRIPTION_ID:
-            subs.append(_subscription(msg, c.walk(msg, a[2], a[3])))
+            subs.add(msg, a)
         elif k == c.K_MSCC:
             if msccs is None:
                 msccs = []
@@ -224,22 +264,19 @@ def decode_ccr(msg: bytes, header: c.Header | None = None) -> CCRFrame:
             if c.u32(msg, a) != c.APP_CREDIT_CONTROL:
                 raise ProtocolError(5004, "Auth-Application-Id must be 4", c.raw_avp(msg, a))
         elif k == c.K_PROXY_INFO:
-            proxy_info += c.raw_avp(msg, a)
+            proxy_info.append(c.raw_avp(msg, a))
         elif k == c.K_VENDOR_SPECIFIC_APPLICATION_ID:
-            for s in c.walk(msg, a[2], a[3]):
+            for s in _children(msg, a, "Vendor-Specific-Application-Id"):
                 if s[0] == c.K_AUTH_APPLICATION_ID and c.u32(msg, s) != c.APP_CREDIT_CONTROL:
                     raise ProtocolError(5004, "Auth-Application-Id must be 4",
                                         c.raw_avp(msg, a))
-    for sub in ims.subs:
-        if sub not in subs:
-            subs.append(sub)
     request = CCRequest(
         session_id=session_id,
         origin_host=origin_host,
         origin_realm=origin_realm,
         request_type=RequestType(req_type),
         request_number=req_number,
-        subscription_ids=tuple(subs),
+        subscription_ids=subs.ids,
         called_party=ims.called,
         calling_party=ims.calling,
         requested_action=action,
@@ -255,7 +292,7 @@ def decode_ccr(msg: bytes, header: c.Header | None = None) -> CCRFrame:
         connect_delay=ims.delay,
         retransmission=bool(h.flags & c.FLAG_T),
     )
-    return CCRFrame(request, h.hbh, h.e2e, h.flags, session_avp, proxy_info)
+    return CCRFrame(request, h.hbh, h.e2e, h.flags, session_avp, b"".join(proxy_info))
 
 
 # ---- encode (client side) -------------------------------------------------------------

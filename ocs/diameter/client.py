@@ -20,6 +20,7 @@ import inspect
 import itertools
 import logging
 import os
+import ssl as ssl_module
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -122,6 +123,8 @@ class GyClient:
         vendor_specific_app: bool = False,
         service_context_id: str = "32260@3gpp.org",
         auto_reconnect: bool = False,
+        ssl: ssl_module.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -133,6 +136,10 @@ class GyClient:
         self.vendor_specific_app = vendor_specific_app
         self.service_context_id = service_context_id
         self.auto_reconnect = auto_reconnect
+        # Diameter over TLS (RFC 6733 13): TLS from the first byte, e.g. to port 5658.
+        # `server_hostname` is the name the server's certificate must carry (its identity).
+        self.ssl = ssl
+        self.server_hostname = server_hostname
         self._peer = ClientPeer(LocalIdentity(origin_host, realm), self.destination_realm, tw=tw)
         self._proto: _Protocol | None = None
         self._waiting: dict[int, asyncio.Future[AnswerReceived]] = {}
@@ -152,8 +159,10 @@ class GyClient:
         self._opened = loop.create_future()
         self._peer = ClientPeer(LocalIdentity(self.origin_host, self.realm),
                                 self.destination_realm, tw=self.tw)
+        hostname = (self.server_hostname or self.host) if self.ssl is not None else None
         _, proto = await asyncio.wait_for(
-            loop.create_connection(lambda: _Protocol(self), self.host, self.port), self.timeout)
+            loop.create_connection(lambda: _Protocol(self), self.host, self.port,
+                                   ssl=self.ssl, server_hostname=hostname), self.timeout)
         self._proto = proto
         sock = proto.transport.get_extra_info("sockname") if proto.transport else None
         if sock:

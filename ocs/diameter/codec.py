@@ -19,7 +19,8 @@ from .errors import FramingError, ProtocolError
 
 VERSION = 1
 HEADER_LEN = 20
-MAX_MESSAGE_LEN = 1 << 20  # refuse anything larger than 1 MiB (DoS guard)
+MAX_MESSAGE_LEN = 64 * 1024  # default bound of one message (OCS_DIAMETER_MAX_MESSAGE)
+PRE_CER_MAX_LEN = 8 * 1024  # default bound before CER (a CER is a few hundred bytes)
 
 FLAG_R = 0x80
 FLAG_P = 0x40
@@ -178,40 +179,97 @@ def encode_message(flags: int, code: int, app_id: int, hbh: int, e2e: int, body:
 # ---- framing --------------------------------------------------------------------------
 
 
+class Oversized(bytes):
+    """The start of a message longer than the framer accepts: its 20-byte header plus up to
+    `Framer.keep` bytes of its body (enough for the Session-Id an error answer echoes).
+
+    The rest of the message is read and dropped, so the stream stays usable and the peer
+    can be answered 5015 DIAMETER_INVALID_MESSAGE_LENGTH instead of being disconnected.
+    `declared_length` is the length from the header.
+    """
+
+    declared_length: int
+
+
 class Framer:
     """Splits a TCP byte stream into whole Diameter messages using the header length.
 
-    A length that is not a multiple of 4, below 20, above `max_length`, or a version other
-    than 1 makes the stream unusable: `FramingError` is raised and the caller closes.
+    A length that is not a multiple of 4 or below 20, or a version other than 1, makes the
+    stream unusable: `FramingError` is raised and the caller closes. A message longer than
+    `max_length` does too, unless `skip_oversized` is set: then its start is returned as an
+    `Oversized` and the rest of it is discarded as it arrives. At most one partial message
+    (< `max_length` bytes) is ever held, and bytes are appended to one buffer, so feeding a
+    message a byte at a time costs linear time, not quadratic.
     """
 
-    __slots__ = ("_buf", "max_length")
+    __slots__ = ("_buf", "_skip", "keep", "max_length", "skip_oversized")
 
-    def __init__(self, max_length: int = MAX_MESSAGE_LEN) -> None:
-        self._buf = b""
+    def __init__(self, max_length: int = MAX_MESSAGE_LEN, *, skip_oversized: bool = False,
+                 keep: int = 1024) -> None:
+        self._buf = bytearray()
+        self._skip = 0  # bytes of an oversized message still to discard
         self.max_length = max_length
+        self.skip_oversized = skip_oversized
+        self.keep = keep
 
     @property
     def buffered(self) -> int:
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[bytes]:
-        buf = self._buf + data if self._buf else bytes(data)
+        if self._skip:
+            n = min(self._skip, len(data))
+            self._skip -= n
+            data = data[n:]
+            if not data:
+                return []
+        held = self._buf
+        buf: bytes | bytearray
+        using_held = bool(held)
+        if using_held:
+            held += data  # amortised append: a partial message is never copied again
+            buf = held
+        else:
+            buf = data  # common case: whole messages straight from the socket, no copy
+        view = memoryview(buf)
         out: list[bytes] = []
         pos = 0
         n = len(buf)
-        while n - pos >= 4:
-            word = _I.unpack_from(buf, pos)[0]
-            length = word & 0xFFFFFF
-            if word >> 24 != VERSION:
-                raise FramingError(f"unsupported Diameter version {word >> 24}")
-            if length < HEADER_LEN or length & 3 or length > self.max_length:
-                raise FramingError(f"invalid message length {length}")
-            if n - pos < length:
-                break
-            out.append(buf[pos : pos + length] if (pos or length != n) else buf)
-            pos += length
-        self._buf = buf[pos:] if pos < n else b""
+        try:
+            while n - pos >= 4:
+                word = _I.unpack_from(buf, pos)[0]
+                length = word & 0xFFFFFF
+                if word >> 24 != VERSION:
+                    raise FramingError(f"unsupported Diameter version {word >> 24}")
+                if length < HEADER_LEN or length & 3:
+                    raise FramingError(f"invalid message length {length}")
+                if length > self.max_length:
+                    if not self.skip_oversized:
+                        raise FramingError(f"message length {length} above {self.max_length}")
+                    want = HEADER_LEN + max(0, min(self.keep, self.max_length - HEADER_LEN))
+                    if n - pos < want:
+                        break  # hold the header and the start of the body first
+                    head = Oversized(view[pos : pos + want])
+                    head.declared_length = length
+                    out.append(head)
+                    pos += want
+                    taken = min(length - want, n - pos)
+                    pos += taken
+                    self._skip = length - want - taken
+                    continue
+                if n - pos < length:
+                    break
+                if pos == 0 and length == n and isinstance(buf, bytes):
+                    out.append(buf)
+                else:
+                    out.append(bytes(view[pos : pos + length]))
+                pos += length
+        finally:
+            view.release()
+        if using_held:
+            del held[:pos]
+        elif pos < n:
+            held += memoryview(buf)[pos:]
         return out
 
 
@@ -221,16 +279,21 @@ class Framer:
 RawAvp = tuple[int, int, int, int, int]
 
 
-def walk(buf: bytes, start: int, end: int) -> list[RawAvp]:
+def walk(buf: bytes, start: int, end: int, limit: int = 1 << 30) -> list[RawAvp]:
     """Split buf[start:end] into AVPs without decoding their values.
 
-    Raises ProtocolError 5014 (DIAMETER_INVALID_AVP_LENGTH) with the offending AVP in
-    Failed-AVP when an AVP header is truncated or its length runs past `end`.
+    Stops after `limit` AVPs (the caller, which knows the bound, answers 5009 when it gets
+    more than it allows: ask for one more than the bound). Raises ProtocolError 5014
+    (DIAMETER_INVALID_AVP_LENGTH) with the offending AVP in Failed-AVP when an AVP header
+    is truncated or its length runs past `end`.
     """
     out: list[RawAvp] = []
     pos = start
     unpack = _II.unpack_from
+    bounded = (end - start) >> 3 > limit  # an AVP is at least 8 bytes: else it cannot bind
     while pos < end:
+        if bounded and len(out) >= limit:
+            break
         if end - pos < 8:
             raise ProtocolError(5014, "truncated AVP header", buf[pos:end])
         code, fl = unpack(buf, pos)
@@ -252,6 +315,28 @@ def walk(buf: bytes, start: int, end: int) -> list[RawAvp]:
             raise ProtocolError(5014, f"AVP {code}: length {length} overruns", _stub(buf, pos))
         out.append((k, flags, dstart, dend, pos))
         pos = (dend + 3) & ~3
+    return out
+
+
+def walk_complete(buf: bytes, start: int, end: int, limit: int = 1 << 30) -> list[RawAvp]:
+    """Like `walk`, but returns the AVPs before the first broken or cut-off one instead of
+    raising: what can be read of the start of a message (e.g. an `Oversized` one)."""
+    end = min(end, len(buf))
+    out: list[RawAvp] = []
+    pos = start
+    while pos < end and limit:
+        limit -= 1
+        if end - pos < 8:
+            break
+        code, fl = _II.unpack_from(buf, pos)
+        flags, length = fl >> 24, fl & 0xFFFFFF
+        head = 12 if flags & AVP_V else 8
+        if length < head or end - pos < head or pos + length > end:
+            break
+        vendor = _I.unpack_from(buf, pos + 8)[0] if flags & AVP_V else 0
+        out.append(((vendor << 32) | code if vendor else code, flags, pos + head, pos + length,
+                    pos))
+        pos = (pos + length + 3) & ~3
     return out
 
 

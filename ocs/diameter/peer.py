@@ -42,6 +42,7 @@ APPLICATION_UNSUPPORTED = 3007
 INVALID_HDR_BITS = 3008
 UNABLE_TO_COMPLY = 5012
 UNSUPPORTED_VERSION = 5011
+INVALID_MESSAGE_LENGTH = 5015
 
 DISCONNECT_REBOOTING = 0
 DISCONNECT_BUSY = 1
@@ -145,11 +146,12 @@ class _Peer:
     """Shared machinery: framing, watchdog, DWR/DWA, DPR/DPA, hop-by-hop ids."""
 
     def __init__(self, ident: LocalIdentity, *, tw: float = 30.0,
-                 now: float | None = None) -> None:
+                 now: float | None = None, max_message: int = c.MAX_MESSAGE_LEN) -> None:
         self.ident = ident
         self.tw = tw
         self.enc = AnswerEncoder(ident.origin_host, ident.origin_realm)
-        self.framer = c.Framer()
+        self.max_message = max_message
+        self.framer = c.Framer(max_message)
         self.state = PeerState.CLOSED
         self.remote_host: str | None = None
         self.remote_realm: str | None = None
@@ -207,6 +209,9 @@ class _Peer:
 
     def _dispatch(self, msg: bytes, events: list[Event]) -> None:
         h = c.parse_header(msg)
+        if isinstance(msg, c.Oversized):
+            self._on_oversized(h, msg, events)
+            return
         if h.flags & c.HEADER_RESERVED or (h.is_request and h.is_error):
             if h.is_request:
                 raise ProtocolError(INVALID_HDR_BITS, "invalid header flags")
@@ -216,13 +221,24 @@ class _Peer:
         else:
             self._on_answer(h, msg, events)
 
+    def _on_oversized(self, h: c.Header, msg: c.Oversized, events: list[Event]) -> None:
+        """A message longer than `max_message`: its body was dropped unread."""
+        log.warning("%d-byte message (command %d) above the %d-byte limit; %s", h.length,
+                    h.code, self.max_message, "answered 5015" if h.is_request else "dropped")
+        if h.is_request:
+            events.append(Send(self.enc.error_answer(
+                h, INVALID_MESSAGE_LENGTH, f"message of {h.length} bytes is longer than the "
+                f"{self.max_message} bytes accepted", session_avp=_session_avp(msg, h))))
+        else:
+            self.pending.pop(h.hbh, None)
+
     def _on_request(self, h: c.Header, msg: bytes, events: list[Event]) -> None:
         code = h.code
         if code == c.CMD_DWR:
-            validate(rules("DWR"), msg, c.walk(msg, c.HEADER_LEN, h.length))
+            validate(rules("DWR"), msg, _top(msg, h, "DWR"))
             events.append(Send(self._base_answer(h, SUCCESS, state_id=True)))
         elif code == c.CMD_DPR:
-            validate(rules("DPR"), msg, c.walk(msg, c.HEADER_LEN, h.length))
+            validate(rules("DPR"), msg, _top(msg, h, "DPR"))
             events.append(Send(self._base_answer(h, SUCCESS)))
             # the sender of DPR closes the transport; we close too once the DPA is written
             events.append(Close("DPR received"))
@@ -242,10 +258,7 @@ class _Peer:
         if code != h.code:
             log.warning("answer command %d does not match request %d", h.code, code)
             return
-        try:
-            avps = c.walk(msg, c.HEADER_LEN, h.length)
-        except ProtocolError:
-            avps = []
+        avps = c.walk_complete(msg, c.HEADER_LEN, h.length, _ANSWER_MAX_AVPS)
         rc_avp = c.find(avps, c.K_RESULT_CODE)
         try:
             rc = c.u32(msg, rc_avp) if rc_avp else 0
@@ -264,11 +277,13 @@ class _Peer:
         events.append(AnswerReceived(h.hbh, code, rc, msg))
 
     def _base_answer(self, h: c.Header, rc: int, *, state_id: bool = False,
-                     extra: bytes = b"") -> bytes:
+                     extra: bytes = b"", message: str = "") -> bytes:
         body = c.avp_u32(c.K_RESULT_CODE, rc) + self.enc.identity
         if state_id:
             body += c.avp_u32(c.K_ORIGIN_STATE_ID, self.ident.origin_state_id)
         body += extra
+        if message:
+            body += c.avp_str(c.K_ERROR_MESSAGE, message, m=False)
         flags = c.FLAG_E if 3000 <= rc < 4000 else 0
         return c.encode_message(flags, h.code, h.app_id, h.hbh, h.e2e, body)
 
@@ -305,6 +320,15 @@ class _Peer:
         self.state = PeerState.CLOSED
 
 
+_ANSWER_MAX_AVPS = 512  # answers are only searched for a few AVPs; ignore anything past this
+
+
+def _top(msg: bytes, h: c.Header, grammar: str) -> list[c.RawAvp]:
+    """The top-level AVPs of a request, at most one more than its grammar accepts (the
+    validation then answers 5009), so a message of tiny AVPs costs a bounded walk."""
+    return c.walk(msg, c.HEADER_LEN, h.length, rules(grammar).max_avps + 1)
+
+
 def _origin(msg: bytes, avps: list[c.RawAvp]) -> tuple[str, str]:
     host_avp = c.find(avps, c.K_ORIGIN_HOST)
     realm_avp = c.find(avps, c.K_ORIGIN_REALM)
@@ -319,21 +343,53 @@ def _offers_credit_control(msg: bytes, avps: list[c.RawAvp]) -> bool:
                                                                   c.APP_RELAY):
             return True
         if a[0] == c.K_VENDOR_SPECIFIC_APPLICATION_ID:
-            for s in c.walk(msg, a[2], a[3]):
+            for s in c.walk(msg, a[2], a[3], 8):  # {Vendor-Id, Auth or Acct-Application-Id}
                 if s[0] == c.K_AUTH_APPLICATION_ID and c.u32(msg, s) == c.APP_CREDIT_CONTROL:
                     return True
     return False
 
 
+def certificate_admits(names: tuple[str, ...], origin_host: str) -> bool:
+    """Does a certificate issued to `names` (its SAN DNS names, else its subject CN) prove
+    the identity `origin_host`? A leading "*." label matches exactly one label (RFC 6125)."""
+    host = origin_host.lower().rstrip(".")
+    for name in names:
+        n = name.lower().rstrip(".")
+        if n == host:
+            return True
+        if n.startswith("*.") and "." in host:
+            first, rest = host.split(".", 1)
+            if first and rest == n[2:]:
+                return True
+    return False
+
+
 class ServerPeer(_Peer):
-    """The OCS side of one connection: waits for CER, then serves CCRs, sends RAR/ASR."""
+    """The OCS side of one connection: waits for CER, then serves CCRs, sends RAR/ASR.
+
+    Before the CER only `pre_cer_max` bytes of one message are accepted (a CER is small);
+    anything longer closes the connection. After it, a request longer than `max_message` is
+    answered 5015 and its body dropped unread.
+
+    `local_peers` are Origin-Hosts admitted only when `is_local` (the connection comes from
+    this machine), whatever the peer list says: the built-in IVR bridge's own identity.
+    `certificate_names` (TLS connections) are the names of the peer's verified certificate;
+    the CER's Origin-Host must be one of them (3010 otherwise).
+    """
 
     def __init__(self, ident: LocalIdentity,
                  allowed_peers: frozenset[str] | set[str] = frozenset({"*"}), *,
-                 tw: float = 30.0, now: float | None = None) -> None:
-        super().__init__(ident, tw=tw, now=now)
+                 tw: float = 30.0, now: float | None = None,
+                 max_message: int = c.MAX_MESSAGE_LEN, pre_cer_max: int = c.PRE_CER_MAX_LEN,
+                 local_peers: frozenset[str] = frozenset(), is_local: bool = False,
+                 certificate_names: tuple[str, ...] | None = None) -> None:
+        super().__init__(ident, tw=tw, now=now, max_message=max_message)
         self.allowed = frozenset(p.lower() for p in allowed_peers)
         self._patterns = tuple(p for p in self.allowed if "*" in p and p != "*")
+        self.local_peers = frozenset(p.lower() for p in local_peers)
+        self.is_local = is_local
+        self.certificate_names = certificate_names
+        self.framer.max_length = min(pre_cer_max, max_message)
         self.state = PeerState.WAIT_CER
         self.created = self.last_rx
 
@@ -357,25 +413,46 @@ class ServerPeer(_Peer):
             return
         super()._on_request(h, msg, events)
 
+    def _on_oversized(self, h: c.Header, msg: c.Oversized, events: list[Event]) -> None:
+        if h.is_request and h.code == c.CMD_CCR and h.app_id == c.APP_CREDIT_CONTROL:
+            log.warning("%d-byte CCR above the %d-byte limit; answered 5015", h.length,
+                        self.max_message)
+            exc = ProtocolError(INVALID_MESSAGE_LENGTH, f"message of {h.length} bytes is "
+                                f"longer than the {self.max_message} bytes accepted")
+            events.append(Send(self._ccr_error(h, msg, exc)))
+            return
+        super()._on_oversized(h, msg, events)
+
     def admits(self, origin_host: str) -> bool:
         """Is this Origin-Host in the peer list? Entries are host names, "*" (anyone) or
         shell-style patterns such as "*.ims.example.net" (any host of that domain)."""
         host = origin_host.lower()
         if "*" in self.allowed or host in self.allowed:
             return True
+        if self.is_local and host in self.local_peers:
+            return True
         return any(fnmatch.fnmatchcase(host, p) for p in self._patterns)
 
+    def _refuse(self, h: c.Header, events: list[Event], rc: int, why: str,
+                extra: bytes = b"") -> None:
+        events.append(Send(self._base_answer(h, rc, extra=extra, message=why)))
+        events.append(Close(why))
+        self.state = PeerState.CLOSED
+
     def _on_cer(self, h: c.Header, msg: bytes, events: list[Event]) -> None:
-        avps = c.walk(msg, c.HEADER_LEN, h.length)
+        avps = _top(msg, h, "CER")
         host, realm = _origin(msg, avps)
         caps = _capabilities(self.ident)
         if self.state is not PeerState.WAIT_CER:
             events.append(Send(self.enc.error_answer(h, UNABLE_TO_COMPLY, "CER already done")))
             return
         if not self.admits(host):
-            events.append(Send(self._base_answer(h, UNKNOWN_PEER, extra=caps)))
-            events.append(Close(f"unknown peer {host!r}"))
-            self.state = PeerState.CLOSED
+            self._refuse(h, events, UNKNOWN_PEER, f"unknown peer {host!r}", caps)
+            return
+        names = self.certificate_names
+        if names is not None and not certificate_admits(names, host):
+            self._refuse(h, events, UNKNOWN_PEER, f"Origin-Host {host!r} is not the identity "
+                         f"of the peer's certificate ({', '.join(names) or 'no name'})", caps)
             return
         try:
             validate(rules("CER"), msg, avps)
@@ -386,12 +463,16 @@ class ServerPeer(_Peer):
             self.state = PeerState.CLOSED
             return
         if not _offers_credit_control(msg, avps):
-            events.append(Send(self._base_answer(h, NO_COMMON_APPLICATION, extra=caps)))
-            events.append(Close("no common application"))
-            self.state = PeerState.CLOSED
+            self._refuse(h, events, NO_COMMON_APPLICATION, "no common application", caps)
             return
+        if c.find(avps, c.K_HOST_IP_ADDRESS) is None:
+            # RFC 6733 requires it, but Kamailio's cdp omits it when its socket lookup fails;
+            # refusing would cost that switch a 30 s reconnect for nothing we need.
+            log.warning("CER from %s without Host-IP-Address: accepted", host)
         self.remote_host, self.remote_realm = host, realm
         self.state = PeerState.OPEN
+        self.framer.max_length = self.max_message
+        self.framer.skip_oversized = True
         events.append(Send(self._base_answer(h, SUCCESS, extra=caps)))
         events.append(PeerOpened(host, realm))
 
@@ -415,10 +496,7 @@ class ServerPeer(_Peer):
                                          session)
         session_avp = b""
         rtype, rnum = 0, 0
-        try:
-            avps = c.walk(msg, c.HEADER_LEN, h.length)
-        except ProtocolError:
-            avps = []
+        avps = c.walk_complete(msg, c.HEADER_LEN, h.length, rules("CCR").max_avps)
         for a in avps:
             try:
                 if a[0] == c.K_SESSION_ID and not session_avp:
@@ -462,11 +540,8 @@ class ServerPeer(_Peer):
 
 
 def _session_avp(msg: bytes, h: c.Header) -> bytes:
-    try:
-        a = c.walk(msg, c.HEADER_LEN, h.length)
-    except ProtocolError:
-        return b""
-    s = c.find(a, c.K_SESSION_ID)
+    """The Session-Id AVP of a request, if it can be read (it should be the first AVP)."""
+    s = c.find(c.walk_complete(msg, c.HEADER_LEN, h.length, 64), c.K_SESSION_ID)
     return c.raw_avp(msg, s) if s else b""
 
 
@@ -515,8 +590,9 @@ class ClientPeer(_Peer):
     def _on_app_request(self, h: c.Header, msg: bytes, events: list[Event]) -> None:
         if h.code not in (c.CMD_RAR, c.CMD_ASR):
             raise ProtocolError(COMMAND_UNSUPPORTED, f"command {h.code} not supported")
-        avps = c.walk(msg, c.HEADER_LEN, h.length)
-        validate(rules("RAR" if h.code == c.CMD_RAR else "ASR"), msg, avps)
+        grammar = "RAR" if h.code == c.CMD_RAR else "ASR"
+        avps = _top(msg, h, grammar)
+        validate(rules(grammar), msg, avps)
         s = c.find(avps, c.K_SESSION_ID)
         assert s is not None  # required by the grammar
         events.append(ServerRequest(h.code, c.text(msg, s), h, c.raw_avp(msg, s)))

@@ -1,17 +1,26 @@
 """The asyncio Diameter Gy/Ro server: moves bytes between sockets and `ServerPeer`s.
 
 Why this exists: protocol rules live in the sans-I/O `peer` module and the charging logic
-behind `CreditControlHandler`; this module is only the glue — a listening socket, one
-`ServerPeer` per connection, watchdog timers, one task per CCR so handler calls run
-concurrently (answers are written as each completes, in any order), and the session ->
-connection map that lets the charging engine send RAR/ASR (`PeerGateway`).
+behind `CreditControlHandler`; this module is only the glue — a listening socket (and a
+TLS one, RFC 6733 13), one `ServerPeer` per connection, watchdog timers, one task per CCR
+so handler calls run concurrently (answers are written as each completes, in any order),
+and the session -> connection map that lets the charging engine send RAR/ASR
+(`PeerGateway`).
+
+Resources are bounded for unauthenticated and hostile peers: a small message limit before
+CER and a larger one after (in `ServerPeer`), at most `max_connections` connections (when
+full, the oldest connection still without CER makes room, else the new one is closed), and
+at most `max_buffered` bytes of partial messages across all connections (the connection
+that would go past it is closed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable
 
@@ -22,6 +31,7 @@ from ocs.credit_control import (
     ResultCode,
 )
 
+from . import codec as c
 from .ccr import CCRFrame
 from .errors import PeerGone, RequestTimeout, UnknownSession
 from .peer import (
@@ -34,15 +44,33 @@ from .peer import (
     Send,
     ServerPeer,
 )
+from .tls import certificate_names
 
 log = logging.getLogger("ocs.diameter.server")
 
 __all__ = ["DiameterServer"]
 
 
+def _is_local(peername: tuple[str, int] | None, sockname: tuple[str, int] | None) -> bool:
+    """Does the connection come from this machine (loopback, or our own address)?"""
+    if not peername:
+        return False
+    try:
+        ip = ipaddress.ip_address(peername[0])
+    except ValueError:
+        return False
+    if ip.is_loopback or (sockname is not None and peername[0] == sockname[0]):
+        return True
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return bool(mapped is not None and mapped.is_loopback)
+
+
 class _Connection(asyncio.Protocol):
-    def __init__(self, server: DiameterServer) -> None:
+    def __init__(self, server: DiameterServer, tls: bool = False) -> None:
         self.server = server
+        self.tls = tls
+        self.buffered = 0  # this connection's share of server.buffered
+        self.early: list[bytes] = []
         self.transport: asyncio.Transport | None = None
         self.peer: ServerPeer | None = None
         self.waiting: dict[int, asyncio.Future[int]] = {}
@@ -61,22 +89,59 @@ class _Connection(asyncio.Protocol):
         sock = transport.get_extra_info("sockname")
         peername = transport.get_extra_info("peername")
         self.name = f"{peername[0]}:{peername[1]}" if peername else "?"
-        host_ip = sock[0] if sock else "127.0.0.1"
         s = self.server
+        if not s._admit_connection(self):
+            self.closed = True
+            transport.abort()
+            return
+        host_ip = sock[0] if sock else "127.0.0.1"
         ident = LocalIdentity(s.origin_host, s.realm, host_ip=host_ip,
                               product_name=s.product_name, origin_state_id=s.origin_state_id)
-        self.peer = ServerPeer(ident, s.allowed_peers, tw=s.tw)
-        s._connections.add(self)
+        names = certificate_names(transport.get_extra_info("peercert")) if self.tls else None
+        self.peer = ServerPeer(ident, s.allowed_peers, tw=s.tw, max_message=s.max_message,
+                               pre_cer_max=s.pre_cer_max, local_peers=s.local_peers,
+                               is_local=_is_local(peername, sock), certificate_names=names)
         self._arm_timer()
+        if self.early:
+            data, self.early = b"".join(self.early), []
+            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
-        if peer is None or self.closed:
+        if peer is None:
+            # TLS: the first records can be decrypted just before connection_made is called
+            # (the handshake task resumes a loop turn later); keep them, within the pre-CER
+            # bound
+            if not self.closed and sum(map(len, self.early)) + len(data) <= \
+                    self.server.pre_cer_max:
+                self.early.append(data)
             return
-        for ev in peer.receive_data(data):
+        if self.closed:
+            return
+        events = peer.receive_data(data)
+        held = peer.framer.buffered
+        if held != self.buffered:
+            s = self.server
+            s.buffered += held - self.buffered
+            self.buffered = held
+            if s.buffered > s.max_buffered and not s._make_buffer_room(self):
+                return  # this connection was closed
+        for ev in events:
             self._act(ev)
 
+    def abort(self) -> None:
+        """Drop the connection now, without flushing what is queued; it no longer counts
+        against the server's connection and buffer bounds."""
+        self.server.buffered -= self.buffered
+        self.buffered = 0
+        self.server._forget(self)
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self.server.buffered -= self.buffered
+        self.buffered = 0
         self.closed = True
         if self.peer is not None:
             self.peer.connection_lost()
@@ -106,7 +171,9 @@ class _Connection(asyncio.Protocol):
             log.info("closing %s: %s", self.name, ev.reason)
             self.close()
         elif isinstance(ev, PeerOpened):
-            log.info("peer %s (%s) open on %s", ev.origin_host, ev.origin_realm, self.name)
+            self.server._pending.pop(self, None)
+            log.info("peer %s (%s) open on %s%s", ev.origin_host, ev.origin_realm, self.name,
+                     " (TLS)" if self.tls else "")
 
     async def _serve(self, frame: CCRFrame) -> None:
         t0 = time.perf_counter()
@@ -213,6 +280,20 @@ class _Connection(asyncio.Protocol):
             peer.pending.pop(hbh, None)
 
 
+class _TlsAcceptor(asyncio.Protocol):
+    """A TCP connection to the TLS port: the server runs the handshake itself (`start_tls`),
+    so a refused certificate costs one counted warning, not asyncio's traceback, and
+    handshakes in progress are bounded like connections."""
+
+    def __init__(self, server: DiameterServer) -> None:
+        self.server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # nothing is read until TLS takes the transport over
+        self.server._start_handshake(transport)
+
+
 class DiameterServer:
     """Diameter credit-control server; also the `PeerGateway` for RAR/ASR.
 
@@ -224,6 +305,13 @@ class DiameterServer:
     `observe(request_type, result_code, seconds)`: optional hook called for every CCA
     written, with the time from decoded CCR to CCA queued (e.g. `ocs.metrics.observe_ccr`
     when the handler does not count CCRs itself; the charging engine does).
+    `max_message` / `pre_cer_max`: the longest message accepted after / before CER.
+    `max_connections`, `max_buffered`: the global bounds described in the module docstring.
+    `local_peers`: Origin-Hosts admitted on connections from this machine whatever
+    `allowed_peers` says (the built-in IVR bridge).
+    `tls`: a server `ssl.SSLContext` (see `ocs.diameter.tls.server_context`) to also listen
+    for TLS/TCP on `tls_port` (RFC 6733 13); the CER's Origin-Host must then be a name of
+    the peer's certificate.
     """
 
     def __init__(
@@ -240,6 +328,14 @@ class DiameterServer:
         product_name: str = "open-prepaid-ocs",
         observe: Callable[[int, int, float], None] | None = None,
         max_inflight: int = 4096,
+        max_message: int = c.MAX_MESSAGE_LEN,
+        pre_cer_max: int = c.PRE_CER_MAX_LEN,
+        max_connections: int = 512,
+        max_buffered: int = 16 * 1024 * 1024,
+        local_peers: Iterable[str] = (),
+        tls: ssl.SSLContext | None = None,
+        tls_port: int = 5658,
+        tls_handshake_timeout: float = 10.0,
         reuse_port: bool = False,
     ) -> None:
         self.handler = handler
@@ -253,19 +349,118 @@ class DiameterServer:
         self.product_name = product_name
         self.observe = observe
         self.max_inflight = max_inflight
+        self.max_message = max_message
+        self.pre_cer_max = pre_cer_max
+        self.max_connections = max_connections
+        self.max_buffered = max_buffered
+        self.local_peers = frozenset(local_peers)
+        self.tls = tls
+        self.tls_port = tls_port
+        self.tls_handshake_timeout = tls_handshake_timeout
         # Several processes listening on one port (`ocs serve --workers N`): the kernel
         # spreads the connections over them (SO_REUSEPORT).
         self.reuse_port = reuse_port
         self.origin_state_id = int(time.time()) & 0xFFFFFFFF
+        self.buffered = 0  # bytes of partial messages held by all connections
+        self.refused = 0  # connections closed at once because the server was full
+        self.over_buffer = 0  # connections closed for going past max_buffered
+        self.tls_refused = 0  # TLS handshakes that failed (bad or no certificate, timeout)
+        self._handshakes: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
+        self._tls_server: asyncio.Server | None = None
+        self._connections: dict[_Connection, None] = {}  # oldest first
+        self._pending: dict[_Connection, None] = {}  # still without CER, oldest first
         self._sessions: dict[str, _Connection] = {}
+        self._warned: dict[str, float] = {}
+
+    def _warn(self, what: str, message: str) -> None:
+        """A warning at most every 10 s per kind: a flood must not flood the log too."""
+        now = time.monotonic()
+        if now - self._warned.get(what, -1e9) >= 10:
+            self._warned[what] = now
+            log.warning("%s", message)
 
     @property
     def bound_port(self) -> int:
         if self._server is None or not self._server.sockets:
             raise RuntimeError("server not started")
         return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def bound_tls_port(self) -> int:
+        if self._tls_server is None or not self._tls_server.sockets:
+            raise RuntimeError("TLS listener not started")
+        return int(self._tls_server.sockets[0].getsockname()[1])
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    def _make_buffer_room(self, conn: _Connection) -> bool:
+        """Over `max_buffered`: drop connections still without CER that hold bytes, oldest
+        first, until the total fits; if that is not enough, drop `conn`, whose data went
+        past the bound. Returns whether `conn` is still open."""
+        for other in list(self._pending):
+            if self.buffered <= self.max_buffered:
+                break
+            if other.buffered:
+                self.over_buffer += 1
+                other.abort()
+        if self.buffered > self.max_buffered and not conn.closed:
+            self.over_buffer += 1
+            conn.abort()
+        self._warn("buffer", "closing connections: partial messages held across all "
+                   f"connections above OCS_DIAMETER_MAX_BUFFERED ({self.max_buffered} "
+                   f"bytes); {self.over_buffer} closed so far")
+        return not conn.closed
+
+    def _start_handshake(self, transport: asyncio.Transport) -> None:
+        if len(self._handshakes) >= self.max_connections:
+            self.tls_refused += 1
+            self._warn("tls-full", "refusing TLS connections: too many handshakes at once "
+                       f"({self.tls_refused} TLS connections refused so far)")
+            transport.abort()
+            return
+        task = asyncio.get_running_loop().create_task(self._tls_handshake(transport))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+
+    async def _tls_handshake(self, transport: asyncio.Transport) -> None:
+        assert self.tls is not None
+        peer = transport.get_extra_info("peername")
+        conn = _Connection(self, tls=True)
+        try:
+            app = await asyncio.get_running_loop().start_tls(
+                transport, conn, self.tls, server_side=True,
+                ssl_handshake_timeout=self.tls_handshake_timeout)
+        except OSError as exc:  # ssl.SSLError, resets and timeouts are all OSErrors
+            self.tls_refused += 1
+            self._warn("tls", f"TLS handshake from {peer[0] if peer else '?'} failed: {exc} "
+                       f"({self.tls_refused} so far)")
+            transport.abort()
+            return
+        if app is None:  # the peer went away as the handshake ended
+            transport.abort()
+            return
+        conn.connection_made(app)
+
+    def _admit_connection(self, conn: _Connection) -> bool:
+        """Make room for a new connection, or refuse it when every slot holds a peer that
+        completed CER (hostile connections cannot lock real switches out)."""
+        if len(self._connections) >= self.max_connections:
+            if self._pending:
+                oldest = next(iter(self._pending))
+                log.debug("connection limit reached: dropping %s (no CER yet)", oldest.name)
+                oldest.abort()
+            else:
+                self.refused += 1
+                self._warn("full", f"refusing connections: {len(self._connections)} open, "
+                           f"OCS_DIAMETER_MAX_CONNECTIONS reached ({self.refused} refused "
+                           "so far)")
+                return False
+        self._connections[conn] = None
+        self._pending[conn] = None
+        return True
 
     @property
     def open_peers(self) -> list[str]:
@@ -280,6 +475,16 @@ class DiameterServer:
             reuse_port=self.reuse_port or None)
         log.info("Diameter server %s listening on %s:%d", self.origin_host, self.host,
                  self.bound_port)
+        if self.tls is not None:
+            try:
+                self._tls_server = await loop.create_server(
+                    lambda: _TlsAcceptor(self), self.host, self.tls_port,
+                    reuse_address=True, reuse_port=self.reuse_port or None)
+            except BaseException:
+                self._server.close()
+                raise
+            log.info("Diameter over TLS on %s:%d (client certificates required)", self.host,
+                     self.bound_tls_port)
         if not self.allowed_peers:
             log.warning("Diameter peer list is empty: every CER will be refused (3010)")
 
@@ -287,24 +492,30 @@ class DiameterServer:
         """Stop listening, send DPR to every open peer, wait briefly, close everything."""
         if self._server is not None:
             self._server.close()
+        if self._tls_server is not None:
+            self._tls_server.close()
         for cn in list(self._connections):
             if cn.peer is not None and cn.peer.state is PeerState.OPEN and not cn.closed:
                 cn.write(cn.peer.build_dpr())
         deadline = asyncio.get_running_loop().time() + grace
         while self._connections and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
+        for handshake in list(self._handshakes):
+            handshake.cancel()
         tasks = [t for cn in self._connections for t in cn.tasks]
         for cn in list(self._connections):
             cn.close()
         for t in tasks:
             t.cancel()
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-            self._server = None
+        for srv in (self._server, self._tls_server):
+            if srv is not None:
+                with contextlib.suppress(Exception):
+                    await srv.wait_closed()
+        self._server = self._tls_server = None
 
     def _forget(self, conn: _Connection) -> None:
-        self._connections.discard(conn)
+        self._connections.pop(conn, None)
+        self._pending.pop(conn, None)
         stale = [sid for sid, cn in self._sessions.items() if cn is conn]
         for sid in stale:
             del self._sessions[sid]
