@@ -52,7 +52,11 @@ class Many:
 
     sql: str
     pg_sql: str
-    rows: Sequence[tuple[Any, ...]]
+    rows: Sequence[tuple[Any, ...]] = ()
+    times: tuple[int, ...] = ()  # the columns holding instants (SQLite stores them as text)
+
+    def of(self, rows: Sequence[tuple[Any, ...]]) -> Many:
+        return Many(self.sql, self.pg_sql, rows, self.times)
 
 
 Op = Generator[Statement | Many, list[Row], T]
@@ -341,7 +345,7 @@ _INSERT_ENTRIES = Many(
     f"INSERT INTO ledger_entry ({ENTRY_COLUMNS}) SELECT * FROM unnest($1::int[], $2::text[],"
     " $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int[],"
     " $10::timestamptz[])",
-    (),
+    times=(9,),
 )
 # Guarded by the values the batch read (and locked): a mismatch means the lock did not hold.
 _UPDATE_ACCOUNTS = Many(
@@ -350,7 +354,6 @@ _UPDATE_ACCOUNTS = Many(
     " FROM unnest($1::bigint[], $2::bigint[], $3::int[], $4::bigint[], $5::bigint[])"
     " AS v(balance, reserved, id, read_balance, read_reserved)"
     " WHERE a.id = v.id AND a.balance = v.read_balance AND a.reserved = v.read_reserved",
-    (),
 )
 
 
@@ -382,11 +385,11 @@ def write_accounts(
     each, and its ledger entries: one statement each, whatever their number."""
     if changes:
         rows = [(bal, res, aid, rbal, rres) for aid, bal, res, rbal, rres in changes]
-        done = yield Many(_UPDATE_ACCOUNTS.sql, _UPDATE_ACCOUNTS.pg_sql, rows)
+        done = yield _UPDATE_ACCOUNTS.of(rows)
         if done[0][0] != len(rows):
             raise StaleRead("an account changed under a batch that had locked it")
     if entries:
-        yield Many(_INSERT_ENTRIES.sql, _INSERT_ENTRIES.pg_sql, entries)
+        yield _INSERT_ENTRIES.of(entries)
 
 
 def check_invariants(account_id: int) -> Op[list[str]]:
@@ -415,7 +418,7 @@ def drive_sync(cursor: _SqliteCursor, op: Op[T]) -> T:
         stmt = next(op)
         while True:
             if isinstance(stmt, Many):
-                stmt = op.send([(cursor.executemany(stmt.sql, stmt.rows),)])
+                stmt = op.send([(cursor.executemany(stmt),)])
             else:
                 cursor.execute(stmt[0], stmt[1])
                 stmt = op.send(cursor.fetchall())
@@ -438,8 +441,22 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
-def _sqlite_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(str(v.astimezone(UTC)) if isinstance(v, datetime) else v for v in row)
+def _sqlite_time(value: datetime) -> str:
+    return str(value if value.tzinfo is UTC else value.astimezone(UTC))
+
+
+def _sqlite_rows(stmt: Many) -> Sequence[Sequence[Any]]:
+    """The rows with their instants as text, the way Tortoise stores them in SQLite."""
+    if not stmt.times:
+        return stmt.rows
+    out = []
+    for row in stmt.rows:
+        values = list(row)
+        for i in stmt.times:
+            if values[i] is not None:
+                values[i] = _sqlite_time(values[i])
+        out.append(values)
+    return out
 
 
 class LedgerStore:
@@ -564,8 +581,8 @@ class _SqliteCursor:
     def execute(self, sql: str, params: tuple[Any, ...]) -> None:
         self._cur.execute(sql, tuple(_sqlite_value(p) for p in params))
 
-    def executemany(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> int:
-        self._cur.executemany(sql, [_sqlite_row(r) for r in rows])
+    def executemany(self, stmt: Many) -> int:
+        self._cur.executemany(stmt.sql, _sqlite_rows(stmt))
         return int(self._cur.rowcount)
 
     def fetchall(self) -> list[Any]:

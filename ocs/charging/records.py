@@ -154,7 +154,7 @@ _INSERT_SESSIONS = Many(
     " AS v(sid, aid, peer, calling, called, prefix, rate, reserved, rn, cs, started, expires,"
     " updated)"
     " ON CONFLICT (session_id) DO NOTHING",
-    (),
+    times=(10, 11, 12),
 )
 _MOVE_SESSIONS = Many(
     "UPDATE credit_session SET state = ?, reserved = ?, used_seconds = ?, cost = ?,"
@@ -168,7 +168,7 @@ _MOVE_SESSIONS = Many(
     " $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::bigint[])"
     " AS v(state, reserved, used, cost, rn, cs, expires, updated, reason, sid, read_rn)"
     " WHERE s.session_id = v.sid AND s.state = 'open' AND s.last_request_number = v.read_rn",
-    (),
+    times=(6, 7),
 )
 _CDR_COLUMNS = (
     "account_id, account_number, session_id, call_id, calling, dialed, started_at,"
@@ -179,7 +179,7 @@ _INSERT_CDRS = Many(
     f"INSERT INTO cdr ({_CDR_COLUMNS}) SELECT * FROM unnest($1::int[], $2::text[], $3::text[],"
     " $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::int[], $9::int[],"
     " $10::bigint[], $11::text[], $12::text[], $13::timestamptz[])",
-    (),
+    times=(6, 12),
 )
 _INSERT_ANSWERS = Many(
     "INSERT INTO cc_answer (session_id, request_type, request_number, answer, created_at)"
@@ -188,7 +188,7 @@ _INSERT_ANSWERS = Many(
     " SELECT * FROM unnest($1::text[], $2::smallint[], $3::bigint[], $4::text[],"
     " $5::timestamptz[])"
     " ON CONFLICT (session_id, request_type, request_number) DO NOTHING",
-    (),
+    times=(4,),
 )
 
 
@@ -219,7 +219,7 @@ def write_sessions(opened: Sequence[Opened], moved: Sequence[Moved], now: dateti
             for o in opened
             for s in (o.session,)
         )
-        done = yield Many(_INSERT_SESSIONS.sql, _INSERT_SESSIONS.pg_sql, rows)
+        done = yield _INSERT_SESSIONS.of(rows)
         if done[0][0] != len(rows):
             raise SessionClash("a new Session-Id was opened by another process meanwhile")
     if moved:
@@ -240,7 +240,7 @@ def write_sessions(opened: Sequence[Opened], moved: Sequence[Moved], now: dateti
             for m in moved
             for s in (m.session,)
         ]
-        done = yield Many(_MOVE_SESSIONS.sql, _MOVE_SESSIONS.pg_sql, moves)
+        done = yield _MOVE_SESSIONS.of(moves)
         if done[0][0] != len(moves):
             raise SessionClash("a session moved on in another process meanwhile")
         cdrs = [
@@ -264,7 +264,7 @@ def write_sessions(opened: Sequence[Opened], moved: Sequence[Moved], now: dateti
             for s in (m.session,)
         ]
         if cdrs:
-            yield Many(_INSERT_CDRS.sql, _INSERT_CDRS.pg_sql, cdrs)
+            yield _INSERT_CDRS.of(cdrs)
 
 
 def write_answers(answers: Sequence[tuple[RequestKey, CCAnswer]], now: datetime) -> Op[None]:
@@ -278,7 +278,7 @@ def write_answers(answers: Sequence[tuple[RequestKey, CCAnswer]], now: datetime)
         (sid, kind, number, json.dumps(answer_to_json(a), separators=(",", ":")), now)
         for (sid, kind, number), a in answers
     )
-    done = yield Many(_INSERT_ANSWERS.sql, _INSERT_ANSWERS.pg_sql, rows)
+    done = yield _INSERT_ANSWERS.of(rows)
     if done[0][0] != len(rows):
         raise SessionClash("another process answered one of these requests meanwhile")
 
