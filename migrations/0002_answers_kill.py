@@ -2,7 +2,7 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 from tortoise import fields
 
-from migrations._columns import AddFilledColumn, RetypeColumn
+from migrations._columns import AddFilledColumn, DropColumnIndex, RetypeColumn
 
 async def _sqlite_expiry_index(apps, schema_editor) -> None:
     # The initial schema created this index on PostgreSQL only; the Tcc sweep needs it.
@@ -63,4 +63,11 @@ class Migration(migrations.Migration):
             " WHERE state = 'open' AND expires_at IS NULL"
         ),
         ops.RunPython(_sqlite_expiry_index),
+        # Every call writes a CDR: no index that nothing can use (a prefix LIKE cannot).
+        DropColumnIndex(
+            model_name='Cdr',
+            name='dialed',
+            field=fields.CharField(default='', max_length=64),
+            index='idx_cdr_dialed_b11a98',
+        ),
     ]

@@ -42,3 +42,16 @@ class RetypeColumn(ops.AlterField):
     async def database_forward(self, app_label, old_state, new_state, state_editor=None) -> None:
         if state_editor and state_editor.client.capabilities.dialect == "postgres":
             await state_editor.client.execute_script(self.postgres_sql)
+
+
+class DropColumnIndex(ops.AlterField):
+    """AlterField that only drops a column's index, by name, on both databases (Tortoise's
+    AlterField rebuilds a SQLite table and loses its other indexes)."""
+
+    def __init__(self, model_name: str, name: str, field: Any, index: str):
+        super().__init__(model_name=model_name, name=name, field=field)
+        self.index = index
+
+    async def database_forward(self, app_label, old_state, new_state, state_editor=None) -> None:
+        if state_editor:
+            await state_editor.client.execute_script(f'DROP INDEX IF EXISTS "{self.index}"')

@@ -450,11 +450,16 @@ def _sqlite_rows(stmt: Many) -> Sequence[Sequence[Any]]:
     if not stmt.times:
         return stmt.rows
     out = []
+    texts: dict[datetime, str] = {}  # a batch's rows share few instants (its `now`)
     for row in stmt.rows:
         values = list(row)
         for i in stmt.times:
-            if values[i] is not None:
-                values[i] = _sqlite_time(values[i])
+            at = values[i]
+            if at is not None:
+                text = texts.get(at)
+                if text is None:
+                    text = texts[at] = _sqlite_time(at)
+                values[i] = text
         out.append(values)
     return out
 

@@ -188,7 +188,7 @@ class Cdr(Model):
     session_id = fields.CharField(max_length=255, db_index=True)
     call_id = fields.CharField(max_length=255, default="")
     calling = fields.CharField(max_length=64, default="")
-    dialed = fields.CharField(max_length=64, default="", db_index=True)
+    dialed = fields.CharField(max_length=64, default="")  # no index: LIKE prefix cannot use one
     started_at = fields.DatetimeField(db_index=True)  # answer time
     connect_delay = fields.IntField(null=True)
     duration = fields.IntField(default=0)

@@ -24,6 +24,7 @@ no session half-claimed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -95,7 +96,8 @@ class ChargingEngine:
         self._queue: asyncio.Queue[tuple[Item, asyncio.Future[Any]]] = asyncio.Queue()
         self._live: dict[str, LiveSession] = {}
         self._answers: OrderedDict[RequestKey, CCAnswer] = OrderedDict()
-        self._tails: dict[str, asyncio.Future[None]] = {}
+        # Sessions with a request in progress, and the requests waiting for their turn.
+        self._busy: dict[str, collections.deque[asyncio.Future[None]] | None] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._next_purge = 0.0
@@ -236,26 +238,49 @@ class ChargingEngine:
         cached = self._answers.get(key)
         if cached is not None:
             return cached
-        # One request at a time per session, in arrival order.
-        previous = self._tails.get(req.session_id)
-        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._tails[req.session_id] = mine
-        try:
-            if previous is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(previous)
+        sid = req.session_id
+        # One request at a time per session, in arrival order (a retransmission that
+        # overtakes the original waits for it, then finds its answer).
+        if sid in self._busy:
+            await self._wait_turn(sid)
             cached = self._answers.get(key)
             if cached is not None:
+                self._next_turn(sid)
                 return cached
-            live = None if req.request_type is RequestType.EVENT else self._live.get(req.session_id)
+        else:
+            self._busy[sid] = None
+        try:
+            live = None if req.request_type is RequestType.EVENT else self._live.get(sid)
             outcome: Outcome = await self._submit(Work(req, live))
-            self._apply(outcome, req.session_id)
+            self._apply(outcome, sid)
             self._remember(key, outcome.answer)
             return outcome.answer
         finally:
-            mine.set_result(None)
-            if self._tails.get(req.session_id) is mine:
-                del self._tails[req.session_id]
+            self._next_turn(sid)
+
+    async def _wait_turn(self, sid: str) -> None:
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting = self._busy[sid]
+        if waiting is None:
+            waiting = self._busy[sid] = collections.deque()
+        waiting.append(turn)
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self._next_turn(sid)  # it was our turn: hand it on
+            elif turn in waiting:
+                waiting.remove(turn)
+            raise
+
+    def _next_turn(self, sid: str) -> None:
+        waiting = self._busy.get(sid)
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._busy.pop(sid, None)
 
     def _remember(self, key: RequestKey, answer: CCAnswer) -> None:
         self._answers[key] = answer
@@ -282,7 +307,7 @@ class ChargingEngine:
         Returns the closed ids."""
         closed: list[str] = []
         while True:
-            outcomes = await self._submit(Sweep(SWEEP_LIMIT, frozenset(self._tails)))
+            outcomes = await self._submit(Sweep(SWEEP_LIMIT, frozenset(self._busy)))
             for outcome in outcomes:
                 assert outcome.write is not None
                 session_id = outcome.write.session.session_id
@@ -300,7 +325,7 @@ class ChargingEngine:
     def _forget_stale(self, horizon: datetime) -> None:
         """Drop cached sessions that expired before `horizon` and have no request running."""
         for session_id in [s.session_id for s in self._live.values() if s.expires_at < horizon]:
-            if session_id not in self._tails:
+            if session_id not in self._busy:
                 del self._live[session_id]
 
     async def purge_answers(self) -> int:

@@ -230,7 +230,8 @@ def write_sessions(opened: Sequence[Opened], moved: Sequence[Moved], now: dateti
                 s.used,
                 m.cost,
                 s.last_request_number,
-                _state_json(s),
+                # a closed call is never carried on: its copies are answered from cc_answer
+                None if m.closed else _state_json(s),
                 None if m.closed else s.expires_at,
                 now,
                 m.end_reason,

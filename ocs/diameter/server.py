@@ -34,6 +34,7 @@ from ocs.credit_control import (
 from . import codec as c
 from .ccr import CCRFrame
 from .errors import PeerGone, RequestTimeout, UnknownSession
+from .grammar import known_keys
 from .peer import (
     AnswerReceived,
     Close,
@@ -470,6 +471,8 @@ class DiameterServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        # The AVP dictionary takes a fraction of a second to load: not on the first CCR.
+        known_keys()
         self._server = await loop.create_server(
             lambda: _Connection(self), self.host, self.port, reuse_address=True,
             reuse_port=self.reuse_port or None)

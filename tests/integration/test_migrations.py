@@ -78,6 +78,20 @@ async def test_upgrade_from_the_first_schema_keeps_the_data(tmp_path: Path) -> N
             "SELECT balance, reserved, ivr_pin_required FROM account"
         )
         assert [(r[0], r[1], bool(r[2])) for r in map(tuple, rows)] == [(5000, 1200, False)]
+        # the upgrade keeps the indexes queries rely on (a SQLite table rebuild loses them)
+        if use_postgres():
+            sql = "SELECT indexname FROM pg_indexes WHERE tablename IN ('cdr', 'credit_session')"
+        else:
+            sql = "SELECT name FROM sqlite_master WHERE type = 'index'"
+        _, rows = await conn.execute_query(sql)
+        names = {next(iter(r)) for r in rows}
+        assert {
+            "idx_cdr_session_870471",
+            "idx_cdr_account_835737",
+            "idx_cdr_started_7d3a5d",
+        } <= names
+        assert "idx_cdr_dialed_b11a98" not in names
+        assert any("expires" in n for n in names)
         await Tortoise.close_connections()
     finally:
         await Tortoise.close_connections()
