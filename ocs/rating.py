@@ -39,6 +39,7 @@ about the destination) to 5031 DIAMETER_RATING_FAILED; catch the subclasses firs
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -205,6 +206,7 @@ def check_allowed(tariff: Tariff, number: str = "") -> Tariff:
 # --------------------------------------------------------------------------- numbers
 
 
+@functools.lru_cache(maxsize=8192)  # every CCR-I normalises the same callers and numbers
 def normalise_number(raw: str) -> str:
     """The dialled number as plain digits, the form tariff prefixes are written in.
 
