@@ -26,6 +26,7 @@ import contextlib
 import enum
 import json
 import queue
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Generator, Sequence
@@ -59,7 +60,36 @@ class Many:
         return Many(self.sql, self.pg_sql, rows, self.times)
 
 
-Op = Generator[Statement | Many, list[Row], T]
+@dataclass(frozen=True, slots=True)
+class Together:
+    """Several `Many` statements with nothing to read between them, in one round trip on
+    PostgreSQL (data-modifying CTEs of one statement), one after another on SQLite. The op
+    receives the rows each affected, `[(n1, n2, ...)]`."""
+
+    stmts: tuple[Many, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A planned write and what it must affect: `clash` is raised when another count comes
+    back (the batch is rolled back)."""
+
+    stmt: Many
+    expect: int | None = None
+    clash: Exception | None = None
+
+
+def run_checked(checks: Sequence[Check]) -> Generator[Statement | Many | Together, list[Row], None]:
+    """Run planned writes together and raise the first clash."""
+    if not checks:
+        return
+    counts = (yield Together(tuple(c.stmt for c in checks)))[0]
+    for check, n in zip(checks, counts, strict=True):
+        if check.expect is not None and n != check.expect:
+            raise check.clash or StaleRead(f"{n} rows written, {check.expect} expected")
+
+
+Op = Generator[Statement | Many | Together, list[Row], T]
 
 
 class Dialect:
@@ -337,8 +367,7 @@ def settle(
 # --- set-based statements for a batch (see ocs.charging.book) -------------------------------
 
 ENTRY_COLUMNS = (
-    "account_id, kind, amount, balance_after, reference, actor, note, dialed, duration,"
-    " created_at"
+    "account_id, kind, amount, balance_after, reference, actor, note, dialed, duration, created_at"
 )
 _INSERT_ENTRIES = Many(
     f"INSERT INTO ledger_entry ({ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -378,18 +407,24 @@ def read_accounts(ids: Sequence[int], dialect: Dialect) -> Op[list[Row]]:
     )
 
 
-def write_accounts(
+def account_writes(
     changes: Sequence[tuple[int, int, int, int, int]], entries: Sequence[tuple[Any, ...]]
-) -> Op[None]:
-    """Write a batch's account changes, (id, balance, reserved, read balance, read reserved)
-    each, and its ledger entries: one statement each, whatever their number."""
+) -> list[Check]:
+    """A batch's account changes, (id, balance, reserved, read balance, read reserved) each,
+    and its ledger entries: one statement each, whatever their number."""
+    out = []
     if changes:
         rows = [(bal, res, aid, rbal, rres) for aid, bal, res, rbal, rres in changes]
-        done = yield _UPDATE_ACCOUNTS.of(rows)
-        if done[0][0] != len(rows):
-            raise StaleRead("an account changed under a batch that had locked it")
+        out.append(
+            Check(
+                _UPDATE_ACCOUNTS.of(rows),
+                len(rows),
+                StaleRead("an account changed under a batch that had locked it"),
+            )
+        )
     if entries:
-        yield _INSERT_ENTRIES.of(entries)
+        out.append(Check(_INSERT_ENTRIES.of(entries)))
+    return out
 
 
 def check_invariants(account_id: int) -> Op[list[str]]:
@@ -419,6 +454,8 @@ def drive_sync(cursor: _SqliteCursor, op: Op[T]) -> T:
         while True:
             if isinstance(stmt, Many):
                 stmt = op.send([(cursor.executemany(stmt),)])
+            elif isinstance(stmt, Together):
+                stmt = op.send([tuple(cursor.executemany(m) for m in stmt.stmts)])
             else:
                 cursor.execute(stmt[0], stmt[1])
                 stmt = op.send(cursor.fetchall())
@@ -439,6 +476,25 @@ def _sqlite_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return str(value.astimezone(UTC))
     return value
+
+
+_PARAM = re.compile(r"\$(\d+)")
+
+
+def _together(t: Together) -> tuple[str, list[Any]]:
+    """PostgreSQL: the statements as data-modifying CTEs of one statement, counting rows."""
+    parts: list[str] = []
+    args: list[Any] = []
+    for i, m in enumerate(t.stmts):
+        offset = len(args)
+
+        def renumber(p: re.Match[str], offset: int = offset) -> str:
+            return f"${int(p.group(1)) + offset}"
+
+        parts.append(f"w{i} AS ({_PARAM.sub(renumber, m.pg_sql)} RETURNING 1)")
+        args.extend(zip(*m.rows, strict=True))
+    counts = ", ".join(f"(SELECT count(*) FROM w{i})" for i in range(len(t.stmts)))
+    return f"WITH {', '.join(parts)} SELECT {counts}", args
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -622,6 +678,9 @@ class PostgresLedgerStore(LedgerStore):
                 if isinstance(stmt, Many):
                     status = await conn.execute(stmt.pg_sql, *zip(*stmt.rows, strict=True))
                     stmt = op.send([(int(status.rsplit(" ", 1)[-1]),)])
+                elif isinstance(stmt, Together):
+                    sql, args = _together(stmt)
+                    stmt = op.send([tuple(await conn.fetchrow(sql, *args))])
                 else:
                     rows = await conn.fetch(self._sql(stmt[0]), *stmt[1])
                     stmt = op.send(list(rows))
@@ -697,9 +756,7 @@ async def credit(
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise InvalidAmount("credit must be a positive whole number of units")
     posted = await store().run(
-        _posting(
-            account_id, amount, LedgerKind.CREDIT, actor=actor, note=note, reference=reference
-        )
+        _posting(account_id, amount, LedgerKind.CREDIT, actor=actor, note=note, reference=reference)
     )
     _announce(account_id, posted, LedgerKind.CREDIT, actor)
     return posted

@@ -25,6 +25,7 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_DSN = os.environ.get("OCS_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 DATABASE_URL = pytest.StashKey[str]()
 TABLES = (
+    "cc_answer",
     "voucher",
     "voucher_batch",
     "card_batch",

@@ -47,7 +47,7 @@ from ocs.charging.subscribers import (
     pick,
 )
 from ocs.credit_control import CCAnswer, CCRequest, RequestType, ResultCode
-from ocs.ledger import Dialect, Op, read_accounts, write_accounts
+from ocs.ledger import Dialect, Op, account_writes, read_accounts, run_checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,15 +184,17 @@ def run(
             del opened[written[0] :], moved[written[1] :], answers[written[2] :]
             results.append(exc)
 
-    # --- write --------------------------------------------------------------------------
-    yield from records.write_sessions(opened, moved, ctx.now)
+    # --- write: one round trip on PostgreSQL ----------------------------------------------
     changes = [
         (a.id, a.balance, a.reserved, a.read_balance, a.read_reserved)
         for a in book.accounts.values()
         if a.changed
     ]
-    yield from write_accounts(changes, book.entries)
-    yield from records.write_answers(answers, ctx.now)
+    yield from run_checked(
+        records.session_writes(opened, moved, ctx.now)
+        + account_writes(changes, book.entries)
+        + records.answer_writes(answers, ctx.now)
+    )
     return results
 
 
@@ -230,9 +232,7 @@ def _request(
         if verdict is not None:
             return Outcome(verdict, stored=previous is not None)
         return calls.initial(req, subscriber, book, ctx)
-    verdict = judge_continuation(
-        req, row, previous, lambda: stored.refused_initial(req.session_id)
-    )
+    verdict = judge_continuation(req, row, previous, lambda: stored.refused_initial(req.session_id))
     if verdict is not None:
         gone = row is None or not row.open
         return Outcome(verdict, closed=gone, stored=previous is not None)

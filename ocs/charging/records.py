@@ -24,7 +24,7 @@ from ocs.charging.state import (
     session_to_json,
 )
 from ocs.credit_control import CCAnswer, RequestType
-from ocs.ledger import Dialect, LedgerError, Many, Op, Row, Statement
+from ocs.ledger import Check, Dialect, LedgerError, Many, Op, Row, Statement
 
 _SESSION_COLUMNS = (
     "session_id, account_id, state, last_request_number, killed, calling, called, started_at,"
@@ -115,9 +115,7 @@ class StoredAnswers:
     __slots__ = ("_raw",)
 
     def __init__(self, rows: Iterable[Row]) -> None:
-        self._raw: dict[RequestKey, Any] = {
-            (str(r[0]), int(r[1]), int(r[2])): r[3] for r in rows
-        }
+        self._raw: dict[RequestKey, Any] = {(str(r[0]), int(r[1]), int(r[2])): r[3] for r in rows}
 
     def get(self, key: RequestKey) -> CCAnswer | None:
         raw = self._raw.get(key) if self._raw else None
@@ -196,9 +194,11 @@ def _state_json(session: LiveSession) -> str:
     return session_to_json(session)
 
 
-def write_sessions(opened: Sequence[Opened], moved: Sequence[Moved], now: datetime) -> Op[None]:
-    """Insert the new sessions and move the others on, guarded; a row that does not take
-    the write was taken by another process: the batch must run again (SessionClash)."""
+def session_writes(opened: Sequence[Opened], moved: Sequence[Moved], now: datetime) -> list[Check]:
+    """Insert the new sessions, move the others on (guarded), write the CDRs of the closed
+    ones. A row that does not take the write was taken by another process meanwhile: the
+    batch must run again (SessionClash)."""
+    out: list[Check] = []
     if opened:
         rows = sorted(
             (
@@ -219,9 +219,13 @@ def write_sessions(opened: Sequence[Opened], moved: Sequence[Moved], now: dateti
             for o in opened
             for s in (o.session,)
         )
-        done = yield _INSERT_SESSIONS.of(rows)
-        if done[0][0] != len(rows):
-            raise SessionClash("a new Session-Id was opened by another process meanwhile")
+        out.append(
+            Check(
+                _INSERT_SESSIONS.of(rows),
+                len(rows),
+                SessionClash("a new Session-Id was opened by another process meanwhile"),
+            )
+        )
     if moved:
         moves: list[tuple[Any, ...]] = [
             (
@@ -241,9 +245,13 @@ def write_sessions(opened: Sequence[Opened], moved: Sequence[Moved], now: dateti
             for m in moved
             for s in (m.session,)
         ]
-        done = yield _MOVE_SESSIONS.of(moves)
-        if done[0][0] != len(moves):
-            raise SessionClash("a session moved on in another process meanwhile")
+        out.append(
+            Check(
+                _MOVE_SESSIONS.of(moves),
+                len(moves),
+                SessionClash("a session moved on in another process meanwhile"),
+            )
+        )
         cdrs = [
             (
                 s.account_id,
@@ -265,23 +273,28 @@ def write_sessions(opened: Sequence[Opened], moved: Sequence[Moved], now: dateti
             for s in (m.session,)
         ]
         if cdrs:
-            yield _INSERT_CDRS.of(cdrs)
+            out.append(Check(_INSERT_CDRS.of(cdrs)))
+    return out
 
 
-def write_answers(answers: Sequence[tuple[RequestKey, CCAnswer]], now: datetime) -> Op[None]:
+def answer_writes(answers: Sequence[tuple[RequestKey, CCAnswer]], now: datetime) -> list[Check]:
     """Store every answer given. The first answer to a request is the one that stays: if
     another process stored one for the same request meanwhile (two copies of a request
     computed at once), this batch must not send its own (SessionClash: it runs again and
     then finds the stored one)."""
     if not answers:
-        return
+        return []
     rows = sorted(
         (sid, kind, number, json.dumps(answer_to_json(a), separators=(",", ":")), now)
         for (sid, kind, number), a in answers
     )
-    done = yield _INSERT_ANSWERS.of(rows)
-    if done[0][0] != len(rows):
-        raise SessionClash("another process answered one of these requests meanwhile")
+    return [
+        Check(
+            _INSERT_ANSWERS.of(rows),
+            len(rows),
+            SessionClash("another process answered one of these requests meanwhile"),
+        )
+    ]
 
 
 # --- operator actions and housekeeping --------------------------------------------------------

@@ -175,6 +175,7 @@ class DyingStore(ledger.LedgerStore):
     def __init__(self, real: ledger.LedgerStore) -> None:
         self.real = real
         self.dialect = real.dialect
+        self.sql = real.sql
         self.armed = False
 
     async def run_batch(self, ops: Sequence[ledger.Op[Any]]) -> list[Any]:
