@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,7 +33,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port, port_open, unavailable
+from tests.conftest import unavailable
 
 pytestmark = pytest.mark.kamailio
 
@@ -185,18 +186,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoStack]:
     folder = tmp_path_factory.mktemp("kamailio")
     data = folder / "data"
     data.mkdir()
-    diameter_port, sip_port, callee_port = free_port(), free_udp_port(), free_udp_port()
+    sip_port, callee_port = free_udp_port(), free_udp_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OCS_")}
     env.update({
         "OCS_DATA_DIR": str(data),
         "OCS_DATABASE_URL": f"sqlite://{data / 'ocs.sqlite3'}",
         "OCS_DIAMETER_HOST": "127.0.0.1",
-        "OCS_DIAMETER_PORT": str(diameter_port),
+        "OCS_DIAMETER_PORT": "0",  # the kernel picks it; read back from the serve log
         "OCS_DIAMETER_ORIGIN_HOST": OCS_HOST,
         "OCS_DIAMETER_REALM": REALM,
         "OCS_DIAMETER_PEERS": KAMAILIO_HOST,
         "OCS_WEB_HOST": "127.0.0.1",
-        "OCS_WEB_PORT": str(free_port()),
+        "OCS_WEB_PORT": "0",
         "OCS_SIP_HOST": "127.0.0.1",
         "OCS_SIP_PORT": str(free_udp_port()),
         "PYTHONUNBUFFERED": "1",
@@ -210,7 +211,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoStack]:
         with st.serve_log.open("w") as out:
             procs.append(subprocess.Popen([*OCS, "serve", "--only", "ocs", "--only", "control"],
                                           env=env, stdout=out, stderr=subprocess.STDOUT))
-        poll(lambda: port_open("127.0.0.1", diameter_port), "ocs serve to listen", 60)
+        listening = poll(lambda: re.search(r"Diameter server on 127\.0\.0\.1:(\d+)",
+                                           st.serve_log.read_text()), "ocs serve to listen", 60)
+        diameter_port = int(listening[1])
         run = folder / "run"
         run.mkdir()
         defines = {

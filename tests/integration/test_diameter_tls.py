@@ -25,7 +25,7 @@ from ocs.diameter import CapabilitiesRefused, DiameterServer, GyClient, PeerGone
 from ocs.diameter.errors import RequestTimeout
 from ocs.diameter.memory import MemoryHandler
 from ocs.diameter.tls import client_context, server_context
-from tests.conftest import free_port, unavailable
+from tests.conftest import unavailable
 from tests.integration.tls_certs import Cert, TestPki
 
 DEADLINE = 20.0
@@ -128,12 +128,17 @@ async def test_the_plain_port_still_serves_next_to_tls(server: DiameterServer) -
         assert a.result_code == 2001
 
 
-async def test_ocs_serve_listens_for_tls_with_the_settings(settings: Settings,
-                                                            pki: TestPki) -> None:
+async def test_ocs_serve_listens_for_tls_with_the_settings(
+        settings: Settings, pki: TestPki, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import re
+
     from ocs import serve as serve_module
 
+    caplog.set_level(logging.INFO, logger="ocs.diameter.server")
     cert = pki.issue("ocs.localdomain")
-    s = replace(settings, diameter_port=free_port(), diameter_tls_port=free_port(),
+    # port 0: the kernel picks free ports, read back from what `ocs serve` logs
+    s = replace(settings, diameter_port=0, diameter_tls_port=0,
                 diameter_tls_cert=cert.cert, diameter_tls_key=cert.key,
                 diameter_tls_ca=pki.ca.cert, diameter_peers=("sw.localdomain",))
     ready = asyncio.Event()
@@ -141,8 +146,9 @@ async def test_ocs_serve_listens_for_tls_with_the_settings(settings: Settings,
     try:
         await asyncio.wait_for(ready.wait(), 60)
         ctx = client_context(pki.ca.cert, *_pair(pki.issue("sw.localdomain")))
-        assert s.diameter_tls_port is not None
-        async with GyClient("127.0.0.1", s.diameter_tls_port, "sw.localdomain", "localdomain",
+        found = re.search(r"Diameter over TLS on \S+:(\d+)", caplog.text)
+        assert found, "ocs serve did not log its TLS port"
+        async with GyClient("127.0.0.1", int(found[1]), "sw.localdomain", "localdomain",
                             ssl=ctx, server_hostname="ocs.localdomain") as gy:
             a = await gy.event("1001")
             assert a.result_code == 5030  # no such account: the engine answered over TLS
