@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ocs.models import LedgerKind
+from ocs.numbers import MAX_UNITS
 from ocs.relay import topup_statement
 
 T = TypeVar("T")
@@ -230,6 +231,10 @@ def post(
     units: the guard keeps available >= 0 (I2)."""
     if not isinstance(amount, int) or isinstance(amount, bool) or amount == 0:
         raise InvalidAmount("amount must be a non-zero whole number of units")
+    # Every front end checks this too; the ledger refuses on its own so that no caller
+    # (script, future route) can overflow the 64-bit balance with one posting.
+    if abs(amount) > MAX_UNITS:
+        raise InvalidAmount(f"amount too large: at most {MAX_UNITS} units per operation")
     if kind is LedgerKind.CREDIT and amount < 0:
         raise InvalidAmount("a credit must be positive")
     rows = yield (

@@ -36,6 +36,19 @@ async def test_credit_rejects_non_positive(db, amount) -> None:
     assert await LedgerEntry.filter(account_id=aid).count() == 0
 
 
+@pytest.mark.parametrize("amount", [10**15 + 1, 2**63, -(10**15) - 1])
+async def test_postings_beyond_the_per_operation_bound_are_refused(db, amount) -> None:
+    aid = await _account()
+    await ledger.credit(aid, 10**15, actor="test")  # the bound itself is accepted
+    with pytest.raises(ledger.InvalidAmount, match="too large"):
+        if amount > 0:
+            await ledger.credit(aid, amount, actor="test")
+        else:
+            await ledger.adjust(aid, amount, actor="test", note="too much")
+    assert await LedgerEntry.filter(account_id=aid).count() == 1
+    assert (await ledger.balance(aid)).balance == 10**15
+
+
 async def test_unknown_account(db) -> None:
     with pytest.raises(ledger.UnknownAccountId):
         await ledger.credit(999, 10, actor="test")
