@@ -341,7 +341,7 @@ async def _run_import(job: Progress, text: str, separator: str, actor: str,
                                      progress=job)
     except (account_csv.AccountCsvError, BulkConflict) as exc:
         job.error = f"Nothing imported: {exc}"
-    except Exception as exc:  # a database outage: say so, nothing was committed
+    except Exception as exc:  # noqa: BLE001 -- a background job: a database outage is reported, nothing was committed
         job.error = f"Nothing imported: {type(exc).__name__}: {exc}"
     finally:
         job.finished = True

@@ -352,7 +352,7 @@ class CreditControlSession:
     async def _send(self, req: CCRequest) -> ChargingAnswered:
         try:
             answer = await self.client.request(req)
-        except Exception as exc:  # OCS unreachable / timeout: the dialog treats as refusal
+        except Exception as exc:  # noqa: BLE001 -- OCS unreachable / timeout / broken answer: the caller hears a refusal, never silence
             log.warning("CCR %s #%d failed: %s", req.session_id, req.request_number, exc)
             return ChargingAnswered(ok=False, result_code=ResultCode.UNABLE_TO_DELIVER)
         return answer_to_event(answer)

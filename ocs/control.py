@@ -65,7 +65,7 @@ async def _dispatch(ctx: ServeContext, request: dict[str, Any]) -> dict[str, Any
                 code = await ctx.sessions.reauthorise(session_id)
         except LookupError as exc:
             return {"ok": False, "error": str(exc)}
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- the control socket answers every failure to its CLI client
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         if cmd == "kill":
             actor = request.get("actor")

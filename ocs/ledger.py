@@ -570,7 +570,7 @@ class SqliteLedgerStore(LedgerStore):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
             conn.execute("PRAGMA foreign_keys=ON")
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 -- handed to the thread that waits for the connection
             self._ready.set_exception(exc)
             return
         self._ready.set_result(None)
@@ -584,7 +584,7 @@ class SqliteLedgerStore(LedgerStore):
                 continue
             try:
                 fut.set_result(fn(conn))
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 -- re-raised in the awaiting coroutine
                 fut.set_exception(exc)
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -605,7 +605,7 @@ class SqliteLedgerStore(LedgerStore):
                     results.append(drive_sync(sq, ops[0]))
                 except sqlite3.OperationalError:
                     raise
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 -- becomes this operation's answer
                     cur.execute("ROLLBACK")
                     return [exc]
             else:
@@ -616,7 +616,7 @@ class SqliteLedgerStore(LedgerStore):
                         cur.execute(f"RELEASE op{i}")
                     except sqlite3.OperationalError:
                         raise  # the database itself is in trouble: fail the whole batch
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001
                         # A refused or faulty operation must not sink the others.
                         cur.execute(f"ROLLBACK TO op{i}")
                         cur.execute(f"RELEASE op{i}")
@@ -705,7 +705,7 @@ class PostgresLedgerStore(LedgerStore):
                         results.append(await self._drive(conn, ops[0]))
                 except fatal:
                     raise
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 -- becomes this operation's answer
                     return [exc]
                 return results
             async with conn.transaction():
@@ -715,7 +715,7 @@ class PostgresLedgerStore(LedgerStore):
                             results.append(await self._drive(conn, op))
                     except fatal:
                         raise
-                    except Exception as exc:
+                    except Exception as exc:  # noqa: BLE001 -- one refused operation, not the batch
                         results.append(exc)
         return results
 

@@ -152,7 +152,7 @@ class Relay:
             await self._notify({"op": "claim", "id": rid})
             send = self.local.send_asr if kind == "ASR" else self.local.send_rar
             code = await send(sid)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- the asking process gets the error instead of a timeout
             reply: dict[str, Any] = {"op": "err", "id": rid, "error": str(exc) or repr(exc)}
         else:
             reply = {"op": "ans", "id": rid, "code": code}

@@ -405,7 +405,7 @@ class ChargingEngine:
         async def rar() -> None:
             try:
                 await self.reauthorise(session_id)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 -- a background RAR: the next CCR still sees the credit
                 log.info("RAR for %s failed: %s", session_id, exc)
 
         self._in_background(rar())

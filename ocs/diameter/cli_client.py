@@ -74,7 +74,7 @@ def _target(args: argparse.Namespace) -> tuple[str, int, str, str]:
 
         s = load_settings()
         host, port, realm = s.diameter_host, s.diameter_port, s.diameter_realm
-    except Exception:  # no usable config: fall back to the environment
+    except (ValueError, OSError):  # no usable config: fall back to the environment
         host = os.environ.get("OCS_DIAMETER_HOST", host)
         port = int(os.environ.get("OCS_DIAMETER_PORT", port))
         realm = os.environ.get("OCS_DIAMETER_REALM", realm)

@@ -279,7 +279,7 @@ def _avp_offsets(msg: bytes, start: int, end: int) -> list[int]:
     out: list[int] = []
     try:
         avps = c.walk(msg, start, end)
-    except Exception:
+    except Exception:  # noqa: BLE001 -- a mutated message may not even walk
         return out
     for _k, _flags, dstart, dend, pos in avps:
         out.append(pos)
