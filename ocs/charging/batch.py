@@ -5,7 +5,8 @@ Whatever the number of requests in it, a batch costs a fixed number of statement
   read    the session rows of its requests (and the silent ones, for a Tcc sweep), locked
           in Session-Id order on PostgreSQL; the subscribers of its CCR-I/E in one lookup;
           the stored answers of the Session-Ids that may be copies of answered requests;
-          what REFUND events may give back; then its accounts, locked in id order.
+          then its accounts, locked in id order; then what REFUND events may give back
+          (after the lock, so that it sees every committed debit and refund).
   compute every request one after another against that in-memory view (`Book`): exactly
           what the same requests executed one by one would do, since nothing else can
           change the locked rows meanwhile. A request that fails is rolled back in memory
@@ -28,7 +29,16 @@ from dataclasses import dataclass
 
 from ocs.charging import calls, one_time, records
 from ocs.charging.book import Book
-from ocs.charging.outcome import Moved, Opened, Outcome, RatingContext, error_answer, priced
+from ocs.charging.outcome import (
+    Moved,
+    Opened,
+    Outcome,
+    RatingContext,
+    Refusal,
+    error_answer,
+    priced,
+    refused,
+)
 from ocs.charging.records import SessionRecord, StoredAnswers
 from ocs.charging.request_rules import (
     RequestKey,
@@ -117,6 +127,20 @@ def run(
     stored = StoredAnswers((yield records.read_answers(ask, dialect)) if ask else ())
 
     subscribers = {i: pick(cs, known) for i, cs in wanted.items()}
+    account_ids = {s.account_id for s in subscribers.values() if s is not None}
+    for rec in list(sessions.values()) + expired:
+        if rec.row.open and rec.row.account_id is not None:
+            account_ids.add(rec.row.account_id)
+    book = Book(
+        {
+            int(r[0]): Book.row(int(r[0]), r[1], r[2], r[3])
+            for r in (yield from read_accounts(sorted(account_ids), dialect))
+        }
+    )
+
+    # What REFUND events may give back, read only now that their accounts are locked: every
+    # CALL/REFUND entry of an event is written holding its account's row, so this sees all
+    # committed ones (read earlier, two processes could both refund one debit).
     refunds: dict[tuple[int, str], int] = {}
     refund_refs = sorted(
         {
@@ -134,17 +158,6 @@ def run(
             (dialect.list_param(refund_refs),),
         )
         refunds = {(int(r[0]), str(r[1])): int(r[2]) for r in rows}
-
-    account_ids = {s.account_id for s in subscribers.values() if s is not None}
-    for rec in list(sessions.values()) + expired:
-        if rec.row.open and rec.row.account_id is not None:
-            account_ids.add(rec.row.account_id)
-    book = Book(
-        {
-            int(r[0]): Book.row(int(r[0]), r[1], r[2], r[3])
-            for r in (yield from read_accounts(sorted(account_ids), dialect))
-        }
-    )
 
     # --- compute ------------------------------------------------------------------------
     opened: list[Opened] = []
@@ -244,9 +257,12 @@ def _request(
         return Outcome(
             error_answer(req, ResultCode.UNKNOWN_SESSION_ID, "unknown session"), closed=True
         )
-    if req.request_type is RequestType.UPDATE:
-        return calls.update(req, live, book, ctx, killed=row.killed)
-    return calls.terminate(req, live, book, ctx)
+    try:
+        if req.request_type is RequestType.UPDATE:
+            return calls.update(req, live, book, ctx, killed=row.killed)
+        return calls.terminate(req, live, book, ctx)
+    except Refusal as exc:  # the usage reported is refused; the session is left as it was
+        return Outcome(refused(req, exc))
 
 
 def _refundable(

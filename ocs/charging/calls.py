@@ -43,6 +43,9 @@ TERMINATION_CAUSES = {
     7: "USER_MOVED",
     8: "SESSION_TIMEOUT",
 }
+# Longest a session may report using (about 68 years): what every database's columns hold.
+MAX_SESSION_SECONDS = 2**31 - 1
+CC_TIME = 420  # AVP code, named in Failed-AVP
 KILLED = "KILLED"  # end reason of a call an operator cut whose switch then went silent
 TCC_EXPIRED = "TCC_EXPIRED"
 
@@ -153,13 +156,23 @@ def initial(
 
 def _apply_usage(session: LiveSession, sr: MsccRequest, ctx: RatingContext) -> ServiceUsage:
     key: ServiceKey = (sr.rating_group, sr.service_identifier)
-    usage = session.services.get(key)
+    before = session.services.get(key)
+    usage = before
     if usage is None:
         usage = ServiceUsage(sr.rating_group, sr.service_identifier, primary=not session.services)
     if sr.used:
         if usage.grant_start is None:
             usage = dataclasses.replace(usage, grant_start=session.started_at)
         usage = quota.record_usage(session.tariff, usage, sr.used, ctx.settings.tz)
+        total = session.used - (before.used if before is not None else 0) + usage.used
+        if total > MAX_SESSION_SECONDS:
+            # CC-Time is an Unsigned32: a broken or hostile client could report more time
+            # than a session (and its CDR) can hold; refused, the session waits for Tcc.
+            raise Refusal(
+                ResultCode.INVALID_AVP_VALUE,
+                f"reported usage beyond {MAX_SESSION_SECONDS} s for one session",
+                failed_avp=CC_TIME,
+            )
     return usage
 
 

@@ -12,6 +12,7 @@ from ocs import rating
 from ocs.charging.book import Book
 from ocs.charging.grants import rate_destination, service_requests
 from ocs.charging.outcome import EventList, Outcome, RatingContext, Refusal, refused
+from ocs.charging.request_rules import EVENT_PREFIX
 from ocs.charging.subscribers import Subscriber
 from ocs.credit_control import CCAnswer, CCRequest, RequestedAction, ResultCode
 from ocs.models import LedgerKind
@@ -29,7 +30,7 @@ def event_seconds(req: CCRequest, ctx: RatingContext) -> int:
 def event_reference(session_id: str) -> str:
     """Ledger reference of a Session-Id's events: apart from a call's (its Session-Id), so a
     call's CDR always equals its CALL entry even if a client reuses a call's Session-Id."""
-    return "event:" + session_id
+    return EVENT_PREFIX + session_id
 
 
 def is_refund(req: CCRequest) -> bool:

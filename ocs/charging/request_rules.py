@@ -7,6 +7,7 @@ the T flag, arriving at any OCS process at any later time, gets the identical an
 is never charged twice. Otherwise:
 
   CCR-I  on a Session-Id already in use                         5012
+  CCR-I  on a Session-Id in the events' reference space         5004 (see below)
   CCR-U/T on a Session-Id never opened                          5002, except after a refused
                                                                 CCR-I: 2001 (Kamailio sends
                                                                 CCR-T, 0 used, after a 4012)
@@ -41,6 +42,17 @@ class SessionRow:
     killed: bool
 
 
+# Events' ledger entries are referenced "event:<Session-Id>", a call's by its Session-Id; a
+# call may not take a Session-Id of that form, or a refund event on Session-Id X could give
+# back what call "event:X" was charged. No conformant Session-Id starts so: it begins with
+# the sender's DiameterIdentity, an FQDN, which holds no colon (RFC 6733 8.8).
+EVENT_PREFIX = "event:"
+
+
+def reserved_session_id(session_id: str) -> bool:
+    return session_id.startswith(EVENT_PREFIX)
+
+
 def needs_stored_answers(req: CCRequest, row: SessionRow | None) -> bool:
     """Whether judging `req` needs the stored answers of its Session-Id."""
     if req.request_type is RequestType.EVENT:
@@ -59,6 +71,10 @@ def judge_initial(
     if stored is not None:
         return stored
     if row is None:
+        if reserved_session_id(req.session_id):
+            return error_answer(
+                req, ResultCode.INVALID_AVP_VALUE, f"Session-Id may not begin with {EVENT_PREFIX!r}"
+            )
         return None
     message = "session already open" if row.open else "session id in use"
     return error_answer(req, ResultCode.UNABLE_TO_COMPLY, message)

@@ -192,7 +192,10 @@ def _service_information(buf: bytes, a: RawAvp, out: _Ims) -> None:
                         elif u[0] == c.K_SIP_RESPONSE_TIMESTAMP:
                             resp_ts = c.u32(buf, u)
                     if req_ts is not None and resp_ts is not None:
-                        out.delay = (resp_ts - req_ts) & 0xFFFFFFFF
+                        # modulo 2**32 across the NTP era wrap; a response stamped before
+                        # its request (clock step, broken client) gives no delay
+                        delay = (resp_ts - req_ts) & 0xFFFFFFFF
+                        out.delay = delay if delay < 0x80000000 else None
             if out.called is None and requested_party is not None:
                 out.called = requested_party
             out.call_id = icid or user_session or out.call_id

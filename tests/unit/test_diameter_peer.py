@@ -414,15 +414,15 @@ def test_random_bytes_after_a_valid_ccr_never_raise(data: st.DataObject) -> None
 def test_the_damage_reaches_the_ccr_decoder() -> None:
     """The fuzzer is worth something only if most inputs get past framing to the decoder:
     error answers from the CCR's own checks, and some still forwarded."""
-    from hypothesis import find
-
     seen: collections.Counter[str] = collections.Counter()
 
-    def record(d: st.DataObject) -> bool:
+    # derandomized: the same 300 inputs every run, so the proportions cannot wobble
+    @settings(max_examples=300, database=None, derandomize=True)
+    @given(st.data())
+    def record(d: st.DataObject) -> None:
         seen[feed_mutated(mutated_ccr(d, d.draw(st.sampled_from(BASES))))] += 1
-        return sum(seen.values()) >= 300
 
-    find(st.data(), record, settings=settings(max_examples=1000, database=None))
+    record()
     answered = sum(n for k, n in seen.items() if k.startswith("answered 5"))
     assert answered >= 100 and seen["forwarded"] >= 20, seen
 
