@@ -306,8 +306,10 @@ def spawn_ocs(database: str, port: int, accounts: int = 1,
     serve = [*ocs, "serve", "--only", "ocs"]
     if workers is not None:
         serve += ["--workers", str(workers)]
-    proc = subprocess.Popen(serve, cwd=root, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # OCS_BENCH_SERVE_LOG=path keeps what the server logs (batch sizes at its stop)
+    log_path = os.environ.get("OCS_BENCH_SERVE_LOG")
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(serve, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
     wait_port(port)
     time.sleep(0.5)
     return proc, env

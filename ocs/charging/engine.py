@@ -125,6 +125,15 @@ class ChargingEngine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.batches:
+            log.info(
+                "charging engine: %d batches, %.1f requests per batch, %d retried after a clash,"
+                " %d run per operation",
+                self.batches,
+                self.batched_ops / self.batches,
+                self.retried_batches,
+                self.fallback_batches,
+            )
 
     def set_gateway(self, gateway: PeerGateway) -> None:
         self.gateway = gateway
