@@ -35,8 +35,36 @@ from ocs.settings_store import (
 
 PAGE_SIZE = 50
 STATEMENT_LIMIT = 200
-BOOL_SETTINGS = ("default_calling_forced", "service_log", "ivr_one_step_access",
-                 "ivr_caller_pin_required", "ivr_language_menu", "ivr_another_call")
+# The Config form's checkboxes, each with the other fields of its section (fieldset). A
+# browser sends no field for an unticked box, so an absent box means "off" only when the
+# request carried its section (a browser always sends a section's text fields and selects);
+# a partial form (a script posting `currency` alone) leaves the boxes it did not show alone.
+_VOICE_FIELDS = ("default_language", "ivr_access_number", "switch_address", "switch_port",
+                 "switch_timeout", "timezone", "default_calling_address")
+_IVR_FIELDS = ("ivr_warning_seconds", "ivr_warning_mode", "ivr_no_answer_timeout",
+               "ivr_lockout_failures", "ivr_lockout_window", "ivr_lockout_duration",
+               "ivr_global_failures_per_minute")
+BOOL_SECTIONS: dict[str, tuple[str, ...]] = {
+    "default_calling_forced": _VOICE_FIELDS,
+    "service_log": _VOICE_FIELDS,
+    "ivr_one_step_access": _IVR_FIELDS,
+    "ivr_caller_pin_required": _IVR_FIELDS,
+    "ivr_language_menu": _IVR_FIELDS,
+    "ivr_another_call": _IVR_FIELDS,
+}
+BOOL_SETTINGS = tuple(BOOL_SECTIONS)
+
+
+def checkbox_values(form: dict[str, str]) -> dict[str, str]:
+    """The Config checkboxes a form sets: ticked ones, and unticked ones of the sections
+    it carried."""
+    out: dict[str, str] = {}
+    for name, section in BOOL_SECTIONS.items():
+        if form.get(name):
+            out[name] = "true"
+        elif any(field in form for field in section):
+            out[name] = "false"
+    return out
 
 # --- Config ---------------------------------------------------------------------------
 
@@ -53,9 +81,8 @@ async def config_save(request: Request[Any, Any, Any]) -> Template | Redirect:
     form = await form_dict(request)
     new_password = form.pop("new_password", "")
     confirm = form.pop("confirm_password", "")
-    values = {k: v for k, v in form.items() if k in PARSERS}
-    for name in BOOL_SETTINGS:
-        values[name] = "true" if form.get(name) else "false"
+    values = {k: v for k, v in form.items() if k in PARSERS and k not in BOOL_SECTIONS}
+    values.update(checkbox_values(form))
     error_field = error = ""
     if new_password or confirm:
         if new_password != confirm:
@@ -76,7 +103,8 @@ async def config_save(request: Request[Any, Any, Any]) -> Template | Redirect:
         shown = context["ops"].as_json()
         shown.update(values)
         for name in BOOL_SETTINGS:
-            shown[name] = values[name] == "true"
+            if name in values:
+                shown[name] = values[name] == "true"
         context.update({"values": shown, "error_field": error_field, "error": error})
         return render_page(request, "config.html", context, status=422)
     after = saved.as_json()
