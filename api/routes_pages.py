@@ -129,7 +129,8 @@ async def config_save(request: Request[Any, Any, Any]) -> Template | Redirect:
 def page_number(raw: str | None) -> int:
     """`?page=` as typed: anything that is not a positive whole number means page 1."""
     text = (raw or "").strip()
-    return int(text) if text.isdigit() and int(text) > 0 else 1
+    return int(text) if numbers.is_ascii_digits(text) and len(text) < 10 and int(text) > 0 \
+        else 1
 
 
 USER_FILTERS = ("q", "caller_id", "did", "status", "sort")
@@ -334,17 +335,37 @@ async def user_update(request: Request[Any, Any, Any], number: str) -> Template 
 
 
 def amount_units(raw: str, unit: str, unit_price: Any, *, signed: bool = False) -> int:
-    """An amount typed in the UI: money in the currency (the default) or whole units."""
+    """An amount typed in the UI: money in the currency (the default) or whole units.
+
+    ASCII digits only (`ocs.numbers`: "²" or "١٠" are refused, never handed to int()), and
+    at most `numbers.MAX_UNITS` either way; every refusal is a MoneyError."""
     raw = raw.strip()
     if unit == "units":
-        body = raw[1:] if signed and raw[:1] in "+-" else raw.lstrip("+")
-        if not body.isdigit():
+        if not signed and raw.startswith("-"):
             raise money.MoneyError(f"not a whole number of units: {raw!r}")
-        return -int(body) if raw.startswith("-") else int(body)
-    value = money.parse_money(raw)
-    if not signed and value < 0:
-        raise money.MoneyError("credit must be positive")
-    return money.money_to_units(value, unit_price)
+        try:
+            units = numbers.parse_int(raw)
+        except numbers.NumberError:
+            raise money.MoneyError(f"not a whole number of units: {raw!r}") from None
+    else:
+        value = money.parse_money(raw)
+        if not signed and value < 0:
+            raise money.MoneyError("credit must be positive")
+        units = money.money_to_units(value, unit_price)
+    try:
+        return numbers.check_units(units)
+    except numbers.NumberError as exc:
+        raise money.MoneyError(str(exc)) from None
+
+
+def form_count(raw: str, what: str, *, lo: int | None = None, hi: int | None = None) -> int:
+    """A whole number typed in a form (ASCII digits, at most 30), or ValueError naming
+    `what`. Ranges are the domain function's to check (its message is the clearer one)."""
+    try:
+        return numbers.parse_int(raw.strip(), lo=lo, hi=hi)
+    except numbers.NumberError as exc:
+        detail = str(exc) if str(exc).startswith("must") else "must be a whole number"
+        raise ValueError(f"{what} {detail}") from None
 
 
 @post("/users/{number:str}/credit", include_in_schema=False, status_code=303)
@@ -355,8 +376,7 @@ async def user_credit(request: Request[Any, Any, Any], number: str) -> Template 
     unit = "units" if form.get("unit") == "units" else "money"
     typed = {"amount": form.get("amount", ""), "unit": unit, "note": form.get("note", "")}
     try:
-        units = amount_units(typed["amount"], unit, ops.unit_price)
-        numbers.check_units(units)
+        units = amount_units(typed["amount"], unit, ops.unit_price)  # bounded, ASCII digits
         posted = await ledger.credit(
             account.id, units, actor=auth.actor(request), note=typed["note"].strip()[:255]
         )
