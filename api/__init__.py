@@ -22,7 +22,8 @@ every route, whoever wrote it:
 * Every other path needs an operator's browser session; unauthenticated page requests are
   redirected to ``/login``. A handler opts out with ``opt={"auth": "public"}``.
 * Roles (``api.permissions``): reading needs ``readonly``, changing needs ``operator``, the
-  Config/Costs/settings/tariffs/Operators/API-keys paths need ``admin``; a handler sets its
+  Config/Costs/settings/tariffs/Operators/API-keys paths and the bulk-money writes (voucher
+  batches, card batches, accounts CSV import) need ``admin``; a handler sets its
   own with ``opt={"role": "admin"}``. 403 otherwise. Templates get ``can(method, path)``.
 * Record changes in the audit log: ``await api.auth.audit_log(request, "object.verb",
   "object id", {details})`` (or ``ocs.audit.record(actor, ...)`` outside a request); use

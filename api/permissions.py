@@ -38,6 +38,14 @@ RULES: tuple[tuple[frozenset[str], re.Pattern[str], OperatorRole], ...] = tuple(
         (WRITE, r"^/costs(/|$)", ADMIN),
         (WRITE, r"^/api/v1/tariffs(/|$)", ADMIN),
         (WRITE, r"^/api/v1/settings(/|$)", ADMIN),
+        # Bulk money out of nothing: voucher batches (generate, void), calling-card batches
+        # (accounts with initial credit), accounts CSV import (opening balances).
+        (WRITE, r"^/vouchers/batches(/|$)", ADMIN),
+        (WRITE, r"^/api/v1/voucher-batches(/|$)", ADMIN),
+        (WRITE, r"^/cards(/|$)", ADMIN),
+        (WRITE, r"^/api/v1/card-batches(/|$)", ADMIN),
+        (WRITE, r"^/users/import(/|$)", ADMIN),
+        (WRITE, r"^/api/v1/accounts/csv(/|$)", ADMIN),
     )
 )
 

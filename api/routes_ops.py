@@ -29,6 +29,7 @@ from ocs import (
     dashboard,
     ledger,
     money,
+    numbers,
     vouchers,
 )
 from ocs.account_bulk import BulkConflict
@@ -225,7 +226,10 @@ def units_from(units: int | None, amount: str | None, ops: OperatorSettings, *,
         field = "units"
     if not signed and value <= 0:
         raise ApiError(422, "invalid", "must be positive", field)
-    return value
+    try:
+        return numbers.check_units(value)
+    except numbers.NumberError as exc:
+        raise ApiError(422, "invalid", str(exc), field) from None
 
 
 def _money(units: int, ops: OperatorSettings) -> str:
@@ -303,6 +307,11 @@ class RefundController(Controller):
         """Refund one call from its CDR: all of its cost (less earlier refunds) or `units`
         of it; a REFUND ledger entry with the `reason`."""
         ops = await load_operator_settings()
+        if data.units is not None:
+            try:
+                numbers.check_units(data.units)
+            except numbers.NumberError as exc:
+                raise ApiError(422, "invalid", str(exc), "units") from None
         try:
             done = await adjustments.refund_call(cdr_id, reason=data.reason, units=data.units,
                                                  actor=auth.actor(request))

@@ -19,7 +19,7 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Response, Stream, Template
 
 from api import auth, once
-from api.routes_pages import _account, _render_user, amount_units
+from api.routes_pages import _account, _render_user, amount_units, form_count
 from api.templating import Formatter, render_page
 from api.web import flash, form_dict, page_context
 from ocs import (
@@ -32,6 +32,7 @@ from ocs import (
     dashboard,
     ledger,
     money,
+    numbers,
     vouchers,
 )
 from ocs.account_bulk import BulkConflict, Progress
@@ -127,11 +128,12 @@ async def refund_submit(request: Request[Any, Any, Any], cdr_id: int) -> Templat
     form = await form_dict(request)
     raw = form.get("units", "").strip()
     try:
-        if raw and not raw.isdigit():
-            raise adjustments.AdjustmentError("units must be a whole number", "units")
+        try:
+            units = form_count(raw, "units", hi=numbers.MAX_UNITS) if raw else None
+        except ValueError as exc:
+            raise adjustments.AdjustmentError(str(exc), "units") from None
         done = await adjustments.refund_call(
-            cdr_id, reason=form.get("reason", ""), units=int(raw) if raw else None,
-            actor=auth.actor(request),
+            cdr_id, reason=form.get("reason", ""), units=units, actor=auth.actor(request),
         )
     except adjustments.AdjustmentError as exc:
         return await _refund_page(request, row, form, str(exc).capitalize() + ".",
@@ -203,15 +205,16 @@ async def voucher_generate(request: Request[Any, Any, Any]) -> Template | Redire
              "expires": form.get("expires", ""), "label": form.get("label", "")}
     field = "gen-count"
     try:
-        count_text = typed["count"].strip()
-        if not count_text.isdigit():
-            raise vouchers.BatchError("number of vouchers must be a whole number")
+        try:
+            count = form_count(typed["count"], "number of vouchers")
+        except ValueError as exc:
+            raise vouchers.BatchError(str(exc)) from None
         field = "gen-value"
         value = amount_units(typed["value"], unit, ops.unit_price)
         field = "gen-expires"
         expires = _expiry(typed["expires"], ops.tz)
         field = "gen-count"
-        gen = await vouchers.generate_batch(int(count_text), value, actor=auth.actor(request),
+        gen = await vouchers.generate_batch(count, value, actor=auth.actor(request),
                                             expires_at=expires, label=typed["label"])
     except (vouchers.BatchError, money.MoneyError) as exc:
         context = await _vouchers_context(request)
@@ -294,16 +297,20 @@ async def cards_generate(request: Request[Any, Any, Any]) -> Template | Redirect
     typed["unit"] = unit
     field = "count"
     try:
-        if not typed["count"].strip().isdigit():
-            raise cards.CardError("number of cards must be a whole number", "count")
-        if not typed["pin_length"].strip().isdigit():
-            raise cards.CardError("PIN length must be a whole number", "pin_length")
+        try:
+            count = form_count(typed["count"], "number of cards")
+        except ValueError as exc:
+            raise cards.CardError(str(exc), "count") from None
+        try:
+            pin_length = form_count(typed["pin_length"], "PIN length")
+        except ValueError as exc:
+            raise cards.CardError(str(exc), "pin_length") from None
         field = "credit"
         credit = amount_units(typed["credit"], unit, ops.unit_price) if \
             typed["credit"].strip() else 0
         gen = await cards.generate_cards(
-            int(typed["count"]), initial_credit=credit, actor=auth.actor(request),
-            pin_length=int(typed["pin_length"]), first_number=typed["first_number"] or None,
+            count, initial_credit=credit, actor=auth.actor(request),
+            pin_length=pin_length, first_number=typed["first_number"] or None,
             language=ops.default_language, label=typed["label"],
         )
     except (cards.CardError, money.MoneyError) as exc:

@@ -35,8 +35,36 @@ from ocs.settings_store import (
 
 PAGE_SIZE = 50
 STATEMENT_LIMIT = 200
-BOOL_SETTINGS = ("default_calling_forced", "service_log", "ivr_one_step_access",
-                 "ivr_caller_pin_required", "ivr_language_menu", "ivr_another_call")
+# The Config form's checkboxes, each with the other fields of its section (fieldset). A
+# browser sends no field for an unticked box, so an absent box means "off" only when the
+# request carried its section (a browser always sends a section's text fields and selects);
+# a partial form (a script posting `currency` alone) leaves the boxes it did not show alone.
+_VOICE_FIELDS = ("default_language", "ivr_access_number", "switch_address", "switch_port",
+                 "switch_timeout", "timezone", "default_calling_address")
+_IVR_FIELDS = ("ivr_warning_seconds", "ivr_warning_mode", "ivr_no_answer_timeout",
+               "ivr_lockout_failures", "ivr_lockout_window", "ivr_lockout_duration",
+               "ivr_global_failures_per_minute")
+BOOL_SECTIONS: dict[str, tuple[str, ...]] = {
+    "default_calling_forced": _VOICE_FIELDS,
+    "service_log": _VOICE_FIELDS,
+    "ivr_one_step_access": _IVR_FIELDS,
+    "ivr_caller_pin_required": _IVR_FIELDS,
+    "ivr_language_menu": _IVR_FIELDS,
+    "ivr_another_call": _IVR_FIELDS,
+}
+BOOL_SETTINGS = tuple(BOOL_SECTIONS)
+
+
+def checkbox_values(form: dict[str, str]) -> dict[str, str]:
+    """The Config checkboxes a form sets: ticked ones, and unticked ones of the sections
+    it carried."""
+    out: dict[str, str] = {}
+    for name, section in BOOL_SECTIONS.items():
+        if form.get(name):
+            out[name] = "true"
+        elif any(field in form for field in section):
+            out[name] = "false"
+    return out
 
 # --- Config ---------------------------------------------------------------------------
 
@@ -53,9 +81,8 @@ async def config_save(request: Request[Any, Any, Any]) -> Template | Redirect:
     form = await form_dict(request)
     new_password = form.pop("new_password", "")
     confirm = form.pop("confirm_password", "")
-    values = {k: v for k, v in form.items() if k in PARSERS}
-    for name in BOOL_SETTINGS:
-        values[name] = "true" if form.get(name) else "false"
+    values = {k: v for k, v in form.items() if k in PARSERS and k not in BOOL_SECTIONS}
+    values.update(checkbox_values(form))
     error_field = error = ""
     if new_password or confirm:
         if new_password != confirm:
@@ -76,7 +103,8 @@ async def config_save(request: Request[Any, Any, Any]) -> Template | Redirect:
         shown = context["ops"].as_json()
         shown.update(values)
         for name in BOOL_SETTINGS:
-            shown[name] = values[name] == "true"
+            if name in values:
+                shown[name] = values[name] == "true"
         context.update({"values": shown, "error_field": error_field, "error": error})
         return render_page(request, "config.html", context, status=422)
     after = saved.as_json()
@@ -101,7 +129,8 @@ async def config_save(request: Request[Any, Any, Any]) -> Template | Redirect:
 def page_number(raw: str | None) -> int:
     """`?page=` as typed: anything that is not a positive whole number means page 1."""
     text = (raw or "").strip()
-    return int(text) if text.isdigit() and int(text) > 0 else 1
+    return int(text) if numbers.is_ascii_digits(text) and len(text) < 10 and int(text) > 0 \
+        else 1
 
 
 USER_FILTERS = ("q", "caller_id", "did", "status", "sort")
@@ -306,17 +335,37 @@ async def user_update(request: Request[Any, Any, Any], number: str) -> Template 
 
 
 def amount_units(raw: str, unit: str, unit_price: Any, *, signed: bool = False) -> int:
-    """An amount typed in the UI: money in the currency (the default) or whole units."""
+    """An amount typed in the UI: money in the currency (the default) or whole units.
+
+    ASCII digits only (`ocs.numbers`: "²" or "١٠" are refused, never handed to int()), and
+    at most `numbers.MAX_UNITS` either way; every refusal is a MoneyError."""
     raw = raw.strip()
     if unit == "units":
-        body = raw[1:] if signed and raw[:1] in "+-" else raw.lstrip("+")
-        if not body.isdigit():
+        if not signed and raw.startswith("-"):
             raise money.MoneyError(f"not a whole number of units: {raw!r}")
-        return -int(body) if raw.startswith("-") else int(body)
-    value = money.parse_money(raw)
-    if not signed and value < 0:
-        raise money.MoneyError("credit must be positive")
-    return money.money_to_units(value, unit_price)
+        try:
+            units = numbers.parse_int(raw)
+        except numbers.NumberError:
+            raise money.MoneyError(f"not a whole number of units: {raw!r}") from None
+    else:
+        value = money.parse_money(raw)
+        if not signed and value < 0:
+            raise money.MoneyError("credit must be positive")
+        units = money.money_to_units(value, unit_price)
+    try:
+        return numbers.check_units(units)
+    except numbers.NumberError as exc:
+        raise money.MoneyError(str(exc)) from None
+
+
+def form_count(raw: str, what: str, *, lo: int | None = None, hi: int | None = None) -> int:
+    """A whole number typed in a form (ASCII digits, at most 30), or ValueError naming
+    `what`. Ranges are the domain function's to check (its message is the clearer one)."""
+    try:
+        return numbers.parse_int(raw.strip(), lo=lo, hi=hi)
+    except numbers.NumberError as exc:
+        detail = str(exc) if str(exc).startswith("must") else "must be a whole number"
+        raise ValueError(f"{what} {detail}") from None
 
 
 @post("/users/{number:str}/credit", include_in_schema=False, status_code=303)
@@ -327,8 +376,7 @@ async def user_credit(request: Request[Any, Any, Any], number: str) -> Template 
     unit = "units" if form.get("unit") == "units" else "money"
     typed = {"amount": form.get("amount", ""), "unit": unit, "note": form.get("note", "")}
     try:
-        units = amount_units(typed["amount"], unit, ops.unit_price)
-        numbers.check_units(units)
+        units = amount_units(typed["amount"], unit, ops.unit_price)  # bounded, ASCII digits
         posted = await ledger.credit(
             account.id, units, actor=auth.actor(request), note=typed["note"].strip()[:255]
         )

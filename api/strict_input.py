@@ -145,6 +145,8 @@ async def input_guard(
             for raw in connection.query_params.getall(name, []):
                 text = str(raw).strip()
                 digits = text.lstrip("+-")
+                if not digits.isascii():  # "²²…" is isdigit() but int() refuses it
+                    raise _bad(f"{name} is not a whole number", name)
                 if digits.isdigit() and len(digits) > 16 and abs(int(text)) > MAX_QUERY_INT:
                     raise _bad(f"{name} is out of range", name)
     if scope.get("method") not in _UNSAFE:

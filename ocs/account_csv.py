@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from ocs import accounts, pins
 from ocs.account_bulk import NewAccount, Progress, insert_accounts
 from ocs.models import Account, CallerId
+from ocs.numbers import MAX_UNITS, NumberError, parse_int
 
 COLUMNS = ("number", "name", "pin", "language", "status", "caller_ids", "balance")
 EXPORT_COLUMNS = ("number", "name", "language", "status", "caller_ids", "balance")
@@ -116,11 +117,12 @@ def parse(
             credit_text = (values.get("balance") or "").strip()
             credit = 0
             if credit_text:
-                if not credit_text.isdigit():
+                try:  # ASCII digits only: "²" passes isdigit() but not int()
+                    credit = parse_int(credit_text, lo=0, hi=MAX_UNITS)
+                except NumberError:
                     raise AccountCsvError(
-                        line, f"balance must be a whole number of units >= 0, got"
-                        f" {credit_text!r}", "balance")
-                credit = int(credit_text)
+                        line, f"balance must be a whole number of units from 0 to"
+                        f" {MAX_UNITS}, got {credit_text!r}", "balance") from None
             if number in seen_numbers:
                 raise AccountCsvError(
                     line, f"account {number} repeats line {seen_numbers[number]}", "number")

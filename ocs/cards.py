@@ -26,6 +26,7 @@ from tortoise import connections
 from ocs import accounts, pins
 from ocs.account_bulk import BulkConflict, NewAccount, Progress, insert_accounts
 from ocs.models import Account, CardBatch
+from ocs.numbers import MAX_UNITS
 
 MAX_CARDS = 100_000
 MAX_FILL = 10  # a batch may bring PINs in use to at most 1/MAX_FILL of the PIN space
@@ -111,6 +112,8 @@ async def generate_cards(
     if isinstance(initial_credit, bool) or not isinstance(initial_credit, int) \
             or initial_credit < 0:
         raise CardError("initial credit must be a whole number of units >= 0", "credit")
+    if initial_credit > MAX_UNITS:  # written set-based, not through ledger.post's own check
+        raise CardError(f"initial credit is at most {MAX_UNITS} units", "credit")
     if not pins.PIN_MIN_DIGITS <= pin_length <= pins.PIN_MAX_DIGITS:
         raise CardError(
             f"PIN length must be {pins.PIN_MIN_DIGITS} to {pins.PIN_MAX_DIGITS} digits",

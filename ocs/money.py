@@ -20,6 +20,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 
 __all__ = [
+    "MAX_MONEY_DIGITS",
     "MINOR_UNITS",
     "MoneyError",
     "display",
@@ -32,6 +33,9 @@ __all__ = [
 ]
 
 _PER_MINUTE_PLACES = 4
+# Digits a typed amount may have: far beyond any real amount (10**15 units is 11 digits of
+# money at 0.0001), small enough that parsing and converting it costs nothing.
+MAX_MONEY_DIGITS = 40
 
 
 class MoneyError(ValueError):
@@ -134,8 +138,9 @@ def per_minute(rate_units_per_s: int, unit_price: Decimal | int) -> Decimal:
 def parse_money(text: str) -> Decimal:
     """A money amount typed by a person: ``"25"``, ``"25,00"``, ``"-1.30"``.
 
-    One optional sign, digits, and at most one decimal separator (``,`` or ``.``); no grouping
-    separators, no exponent. Raises :class:`MoneyError` otherwise.
+    One optional sign, ASCII digits (at most ``MAX_MONEY_DIGITS``), and at most one decimal
+    separator (``,`` or ``.``); no grouping separators, no exponent. Raises
+    :class:`MoneyError` otherwise.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -150,6 +155,8 @@ def parse_money(text: str) -> Decimal:
         or not (frac == "" or (frac.isascii() and frac.isdigit()))
     ):
         raise MoneyError(f"not a money amount: {text!r}")
+    if len(whole) + len(frac) > MAX_MONEY_DIGITS:  # no multi-megabyte Decimal arithmetic
+        raise MoneyError(f"amount too long: at most {MAX_MONEY_DIGITS} digits")
     sign = "-" if raw.startswith("-") else ""
     return Decimal(sign + (whole or "0") + ("." + frac if frac else ""))
 

@@ -23,7 +23,7 @@ class PinError(ValueError):
 
 def validate_pin(pin: str) -> str:
     pin = pin.strip()
-    if not pin.isdigit() or not PIN_MIN_DIGITS <= len(pin) <= PIN_MAX_DIGITS:
+    if not (pin.isascii() and pin.isdigit()) or not PIN_MIN_DIGITS <= len(pin) <= PIN_MAX_DIGITS:
         raise PinError(f"PIN must be {PIN_MIN_DIGITS} to {PIN_MAX_DIGITS} digits")
     return pin
 

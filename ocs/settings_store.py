@@ -17,7 +17,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from ocs.models import Setting
-from ocs.numbers import NumberError, parse_int
+from ocs.numbers import NumberError, is_ascii_digits, parse_int
 
 
 class SettingsError(ValueError):
@@ -122,7 +122,7 @@ def _bool(name: str, raw: Any) -> bool:
 
 def _digits(name: str, raw: Any) -> str:
     value = str(raw).strip()
-    if not value.isdigit() or len(value) > 32:
+    if not is_ascii_digits(value) or len(value) > 32:  # "²" is isdigit(), not dialable
         raise SettingsError(name, "must be digits only (at most 32)")
     return value
 
@@ -172,7 +172,8 @@ def _address(name: str, raw: Any) -> str:
     if not value:
         return ""
     host, sep, port = value.rpartition(":")
-    if sep and (not host or not port.isdigit() or not 0 < int(port) < 65536):
+    if sep and (not host or not is_ascii_digits(port) or len(port) > 5
+                or not 0 < int(port) < 65536):
         raise SettingsError(name, "must be host or host:port")
     if any(c.isspace() for c in value):
         raise SettingsError(name, "must not contain spaces")

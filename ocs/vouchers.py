@@ -43,6 +43,7 @@ from tortoise.transactions import in_transaction
 
 from ocs import accounts, ledger
 from ocs.models import LedgerKind, Voucher, VoucherBatch, VoucherStatus
+from ocs.numbers import MAX_UNITS
 
 CODE_DIGITS = 16  # 15 random digits + 1 Luhn check digit
 MAX_BATCH = 100_000
@@ -297,6 +298,8 @@ async def generate_batch(
         raise BatchError(f"a batch holds 1 to {MAX_BATCH} vouchers")
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise BatchError("a voucher's value must be a positive whole number of units")
+    if value > MAX_UNITS:  # what one credit may move; the ledger would refuse the redemption
+        raise BatchError(f"a voucher's value is at most {MAX_UNITS} units")
     if expires_at is not None:
         if expires_at.tzinfo is None:
             raise BatchError("expiry must carry a time zone")

@@ -178,6 +178,35 @@ async def test_config_rejects_bad_values_and_saves_nothing(web: Browser) -> None
     assert not await Setting.filter(key="currency").exists()
 
 
+async def test_config_partial_form_leaves_unshown_checkboxes_alone(web: Browser) -> None:
+    """An unticked box is absent from a form: it means "off" only when the request carried
+    the box's section; a partial post (a script, a password change) changes no box."""
+    r = await web.post("/config", {"currency": "Dollars"})
+    assert r.status_code == 303
+    ops = await load_operator_settings()
+    assert (ops.currency, ops.service_log, ops.ivr_one_step_access, ops.ivr_another_call) == (
+        "Dollars", True, True, True)
+    r = await web.post("/config", {"ivr_warning_seconds": "10", "service_log": "on"})
+    assert r.status_code == 303
+    ops = await load_operator_settings()
+    assert ops.service_log is True and ops.ivr_warning_seconds == 10
+    assert (ops.ivr_one_step_access, ops.ivr_another_call) == (False, False)  # IVR section sent
+
+
+async def test_config_checkbox_sections_match_the_page(web: Browser) -> None:
+    from api.routes_pages import BOOL_SECTIONS
+    from ocs.settings_store import OperatorSettings
+
+    page = (await web.get("/config")).text
+    bools = {k for k, v in OperatorSettings().as_json().items() if isinstance(v, bool)}
+    assert set(BOOL_SECTIONS) == bools
+    for box, section in BOOL_SECTIONS.items():
+        fieldset = page[:page.index(f'name="{box}"')].rsplit("<fieldset", 1)[1]
+        fieldset += page[page.index(f'name="{box}"'):].split("</fieldset>", 1)[0]
+        for name in section:
+            assert f'name="{name}"' in fieldset, (box, name)
+
+
 async def test_config_changes_the_admin_password(web: Browser) -> None:
     r = await web.post("/config", {"new_password": "new password 1", "confirm_password": "x"})
     assert r.status_code == 422

@@ -4,17 +4,28 @@ real 500 logged with its traceback without leaking anything (issue 13, items 12 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from litestar import get, post
 
-from ocs import admin_auth, apikeys
+from ocs import admin_auth, apikeys, ledger
 from ocs.config import Settings
 from ocs.events import EventBus
-from ocs.models import Account, LedgerEntry, Setting, Tariff
+from ocs.models import (
+    Account,
+    CardBatch,
+    Cdr,
+    LedgerEntry,
+    LedgerKind,
+    Setting,
+    Tariff,
+    VoucherBatch,
+)
 from ocs.runtime import ServeContext
 from tests.integration.web_support import Browser, RecordingControl, asgi_client, flash_text
 
@@ -82,21 +93,135 @@ async def test_huge_credit_is_422_and_writes_nothing(api: httpx.AsyncClient,
     assert await LedgerEntry.all().count() == 0
 
 
+def field_error(html: str, field: str) -> str:
+    """The message shown under a form field (api/templates/_fields.html), or ''."""
+    match = re.search(rf'id="err-{re.escape(field)}"[^>]*>([^<]*)<', html)
+    return match.group(1) if match else ""
+
+
+# A refused form is shown again with 422, the message under its field and the typed value
+# kept (docs/ARCHITECTURE.md, "UI conventions"); nothing is written.
+
+
 async def test_superscript_digit_in_the_credit_form_is_refused(web: Browser) -> None:
-    for raw in ["²", "١٠", "10²"]:
+    for raw in ["²", "١٠", "10²", "²" * 40]:
         r = await web.post("/users/1001/credit", {"amount": raw, "unit": "units"})
-        assert r.status_code == 303, (raw, r.status_code, r.text[:200])
-        page = await web.get("/users/1001")
-        assert "Credit refused" in flash_text(page.text), raw
+        assert r.status_code == 422, (raw, r.status_code, r.text[:200])
+        assert "Credit refused" in field_error(r.text, "credit-amount"), raw
+        assert f'value="{raw}"' in r.text
     assert await LedgerEntry.all().count() == 0
 
 
 async def test_huge_credit_in_the_form_is_refused(web: Browser) -> None:
-    for raw, unit in [("9" * 25, "units"), ("1" * 25, "money")]:
+    for raw, unit in [("9" * 25, "units"), ("1" * 25, "money"), (str(10**15 + 1), "units"),
+                      ("9" * 100_000, "money")]:
         r = await web.post("/users/1001/credit", {"amount": raw, "unit": unit})
-        assert r.status_code == 303
-        assert "Credit refused" in flash_text((await web.get("/users/1001")).text)
+        assert r.status_code == 422, (raw[:30], unit, r.status_code)
+        assert "Credit refused" in field_error(r.text, "credit-amount")
     assert await LedgerEntry.all().count() == 0
+    r = await web.post("/users/1001/credit", {"amount": str(10**15), "unit": "units"})
+    assert r.status_code == 303  # the limit itself is allowed
+    assert "Added 1000000000000000 units" in flash_text((await web.get("/users/1001")).text)
+
+
+async def test_adjust_form_refuses_unicode_digits_and_huge_amounts(web: Browser) -> None:
+    for raw, unit in [("²", "units"), ("-١٠", "units"), ("+10²", "units"),
+                      ("-" + "9" * 16, "units"), ("-1" + "0" * 12, "money")]:
+        r = await web.post("/users/1001/adjust", {"amount": raw, "unit": unit, "reason": "x"})
+        assert r.status_code == 422, (raw, unit, r.status_code, r.text[:200])
+        assert field_error(r.text, "adjust-amount"), raw
+    assert await LedgerEntry.all().count() == 0
+
+
+async def _paid_call(cost: int = 600) -> Cdr:
+    """A CDR whose cost was debited like the charging engine does (CALL entry, the
+    session id as reference), so the money invariants hold."""
+    acc = await Account.get(number="1001")
+    await ledger.credit(acc.id, 1000, actor="test")
+    await ledger.adjust(acc.id, -cost, actor="test", reference="s", kind=LedgerKind.CALL)
+    now = datetime.now(UTC)
+    return await Cdr.create(account=acc, account_number="1001", session_id="s",
+                            started_at=now, created_at=now, duration=3, cost=cost)
+
+
+async def test_refund_form_refuses_unicode_digits_and_huge_units(web: Browser) -> None:
+    call = await _paid_call()
+    for raw in ["²", "١٠", str(10**15 + 1), "9" * 40]:
+        r = await web.post(f"/cdrs/{call.id}/refund", {"units": raw, "reason": "x"})
+        assert r.status_code == 422, (raw, r.status_code, r.text[:200])
+        assert field_error(r.text, "units"), raw
+    assert await LedgerEntry.filter(kind=LedgerKind.REFUND).count() == 0
+
+
+async def test_voucher_and_card_forms_refuse_unicode_digits_and_huge_values(web: Browser) -> None:
+    vouchers_form = {"count": "2", "value": "10", "unit": "units", "expires": "", "label": ""}
+    for change, field in [({"count": "²"}, "gen-count"), ({"count": "١٠"}, "gen-count"),
+                          ({"value": "²"}, "gen-value"),
+                          ({"value": str(10**15 + 1)}, "gen-value"),
+                          ({"value": "1" * 25, "unit": "money"}, "gen-value")]:
+        r = await web.post("/vouchers/batches", {**vouchers_form, **change})
+        assert r.status_code == 422, (change, r.status_code, r.text[:200])
+        assert field_error(r.text, field), change
+    cards_form = {"count": "2", "credit": "10", "unit": "units", "pin_length": "8",
+                  "first_number": "5000", "label": ""}
+    for change, field in [({"count": "²"}, "count"), ({"pin_length": "٨"}, "pin_length"),
+                          ({"pin_length": "9" * 30}, "pin_length"),
+                          ({"credit": "١٠"}, "credit"), ({"credit": "9" * 25}, "credit")]:
+        r = await web.post("/cards", {**cards_form, **change})
+        assert r.status_code == 422, (change, r.status_code, r.text[:200])
+        assert field_error(r.text, field), change
+    assert await VoucherBatch.all().count() == 0 and await CardBatch.all().count() == 0
+    assert await Account.all().count() == 1 and await LedgerEntry.all().count() == 0
+
+
+async def test_rest_money_fields_are_bounded(api: httpx.AsyncClient) -> None:
+    call = await _paid_call()
+    huge = 10**15 + 1
+    for path, body, field in [
+        ("/api/v1/accounts/1001/adjustments", {"units": huge, "reason": "x"}, "units"),
+        ("/api/v1/accounts/1001/adjustments", {"units": -huge, "reason": "x"}, "units"),
+        ("/api/v1/accounts/1001/adjustments", {"amount": "1" * 25, "reason": "x"}, "amount"),
+        ("/api/v1/accounts/1001/adjustments", {"amount": "١٠", "reason": "x"}, "amount"),
+        (f"/api/v1/cdrs/{call.id}/refund", {"units": huge, "reason": "x"}, "units"),
+        ("/api/v1/voucher-batches", {"count": 1, "units": huge}, "units"),
+        ("/api/v1/voucher-batches", {"count": 1, "amount": "9" * 30}, "amount"),
+        ("/api/v1/card-batches", {"count": 1, "units": huge}, "units"),
+        ("/api/v1/card-batches", {"count": 1, "amount": "²"}, "amount"),
+    ]:
+        r = await api.post(path, json=body)
+        assert_clean_4xx(r, 422)
+        assert r.json()["field"] == field, (path, body, r.json())
+    assert await LedgerEntry.all().count() == 2  # the call's credit and debit only
+    assert await VoucherBatch.all().count() == 0 and await CardBatch.all().count() == 0
+
+
+async def test_csv_import_balance_is_ascii_digits_and_bounded(api: httpx.AsyncClient) -> None:
+    for balance in ["²", "١٠", str(10**15 + 1), "9" * 40]:
+        r = await api.post("/api/v1/accounts/csv", content=f"number,balance\n2001,{balance}\n",
+                           headers={"Content-Type": "text/csv"}, params={"separator": ","})
+        assert_clean_4xx(r, 422)
+        assert r.json()["error"] == "invalid_csv" and "balance" in r.json()["detail"]
+    assert not await Account.filter(number="2001").exists()
+    assert await LedgerEntry.all().count() == 0
+
+
+async def test_unicode_digits_in_settings_pins_and_paging(api: httpx.AsyncClient,
+                                                          web: Browser) -> None:
+    for body in [{"default_calling_address": "gw.example:²"},
+                 {"default_calling_address": "gw.example:" + "9" * 40},
+                 {"ivr_access_number": "٦٠٠٠"}]:
+        r = await api.patch("/api/v1/settings", json=body)
+        assert_clean_4xx(r, 422)
+        assert r.json()["field"] == next(iter(body))
+    assert await Setting.all().count() == 0
+    r = await web.post("/config", {"default_calling_address": "gw.example:²"})
+    assert r.status_code == 422 and field_error(r.text, "default_calling_address")
+    r = await api.post("/api/v1/accounts", json={"number": "2002", "pin": "²²²²"})
+    assert_clean_4xx(r, 400, 422)
+    assert not await Account.filter(number="2002").exists()
+    r = await api.get("/api/v1/accounts", params={"limit": "²" * 20})
+    assert_clean_4xx(r, 400)
+    assert (await web.get("/users", params={"page": "²"})).status_code == 200
 
 
 async def test_nul_in_a_static_path_is_400(web: Browser) -> None:

@@ -216,6 +216,13 @@ def test_parse_money_rejects(text: str) -> None:
         parse_money(text)
 
 
+def test_parse_money_bounds_its_length() -> None:
+    assert parse_money("1" * 20 + "." + "5" * 20) == Decimal("1" * 20 + "." + "5" * 20)
+    for text in ["1" * 41, "0." + "1" * 40, "9" * 100_000]:
+        with pytest.raises(MoneyError, match="too long"):
+            parse_money(text)
+
+
 @given(st.integers(-(10**15), 10**15))
 def test_parse_format_round_trip(units: int) -> None:
     amount = units_to_money(units, PRICE)
