@@ -333,15 +333,19 @@ async def test_small_defects(page: Any, served: tuple[str, ServeContext]) -> Non
 
     # Start billing asks first: dismissing leaves the period open
     answers = iter([False, True])
+    await page.goto(f"{base}/cdrs")
+    await page.evaluate("() => { window.submits = []; window.addEventListener('submit',"
+                        " e => window.submits.push(e.defaultPrevented)); }")
 
     async def on_dialog(dialog: Any) -> None:
         assert "billing period" in dialog.message
         await (dialog.accept() if next(answers) else dialog.dismiss())
 
     page.on("dialog", lambda d: asyncio.ensure_future(on_dialog(d)))
-    await page.goto(f"{base}/cdrs")
     await page.click("button:has-text('Start billing')")
-    await asyncio.sleep(0.5)  # a dismissed confirm submits nothing: give it time to show
+    # a dismissed confirm cancels the submit (seen by a listener after the app's own)
+    await page.wait_for_function("() => window.submits.length > 0")
+    assert await page.evaluate("window.submits") == [True]
     assert await BillingRun.all().count() == 0
     await page.click("button:has-text('Start billing')")
     await page.wait_for_url(f"{base}/cdrs/archives")
