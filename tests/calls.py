@@ -10,7 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
+from typing import Any
 
+from ocs import ledger, tariffs
 from ocs.charging.engine import ChargingEngine
 from ocs.credit_control import (
     CCAnswer,
@@ -25,6 +27,7 @@ from ocs.credit_control import (
 )
 from ocs.events import EventBus
 from ocs.ledger import LedgerStore
+from ocs.models import Cdr, Tariff
 
 _ids = itertools.count()
 
@@ -68,7 +71,7 @@ def ccr(
     elif used is not None:
         used_units = (UsedUnits(used),)
     wants = requested is not None or kind in (RequestType.INITIAL, RequestType.UPDATE)
-    common = dict(
+    common: dict[str, Any] = dict(
         session_id=sid,
         origin_host="pcscf.test",
         origin_realm="test",
@@ -96,6 +99,8 @@ class Call:
     duration: int
     call_id: str = ""
     connect_delay: int | None = None
+    calling: str = ""  # Calling-Party-Address, the CDR's caller
+    termination_cause: int | None = None  # in the CCR-T: the CDR's end reason (1 = NORMAL)
 
 
 def initial(session_id: str, call: Call) -> CCRequest:
@@ -107,6 +112,7 @@ def initial(session_id: str, call: Call) -> CCRequest:
         request_number=0,
         subscription_ids=(SubscriptionId(SubscriptionIdType.END_USER_PRIVATE, call.account),),
         called_party=f"tel:{call.dialed}",
+        calling_party=f"tel:{call.calling}" if call.calling else None,
         requested=True,
         requested_time=max(1, call.duration),
         call_id=call.call_id or None,
@@ -123,6 +129,7 @@ def terminate(session_id: str, call: Call) -> CCRequest:
         request_number=1,
         subscription_ids=(SubscriptionId(SubscriptionIdType.END_USER_PRIVATE, call.account),),
         used=(UsedUnits(call.duration),),
+        termination_cause=call.termination_cause,
     )
 
 
@@ -149,12 +156,18 @@ class CallRecorder:
     ) -> CCAnswer:
         """One call answered at `answered` and reported at `ended`; returns the CCA-T."""
         session_id = session_id or f"recorder;{next(_ids)}"
-        self.clock.at = answered
+        await self.answer(call, at=answered, session_id=session_id)
+        self.clock.at = ended
+        return await self.engine.handle(terminate(session_id, call))
+
+    async def answer(self, call: Call, *, at: datetime, session_id: str) -> CCAnswer:
+        """The CCR-I of a call answered at `at`, left live (it holds its reservation);
+        returns the CCA-I."""
+        self.clock.at = at
         a = await self.engine.handle(initial(session_id, call))
         if a.result_code != 2001:
             raise AssertionError(f"call {call} refused: {a}")
-        self.clock.at = ended
-        return await self.engine.handle(terminate(session_id, call))
+        return a
 
     async def calls(self, calls: Iterable[Call], *, at: datetime) -> list[CCAnswer]:
         """Many calls at once (one batch of CCR-I, then one of CCR-T), all at `at`."""
@@ -165,3 +178,49 @@ class CallRecorder:
         if refused:
             raise AssertionError(f"{len(refused)} calls refused: {refused[0]}")
         return list(await asyncio.gather(*(self.engine.handle(terminate(s, c)) for s, c in todo)))
+
+
+async def charged_call(
+    account: str,
+    dialed: str,
+    duration: int,
+    cost: int | None = None,
+    *,
+    ended: datetime | None = None,
+    prefix: str | None = None,
+    session_id: str = "",
+    call_id: str = "",
+    calling: str = "",
+    connect_delay: int | None = None,
+    termination_cause: int | None = None,
+) -> Cdr:
+    """One finished call of `account` to `dialed`, `duration` seconds ending at `ended`
+    (default now), recorded through the real charging path (CCR-I, CCR-T); returns the CDR
+    the engine wrote, with its CALL entry in the ledger.
+
+    With `cost`, the tariff of `prefix` (default `dialed` itself) is first set to
+    cost/duration units per second so that the call costs exactly `cost`; without, the
+    tariffs already in the database rate it. The account must hold enough credit."""
+    tariff = prefix or dialed
+    if cost is not None:
+        if duration:
+            assert cost % duration == 0, "cost must be a whole number of units per second"
+            rate = {"prefix": tariff, "h1_rate": cost // duration}
+            await tariffs.import_tariffs([tariffs.parse_tariff(rate)])
+        else:
+            assert cost == 0, "an unanswered call costs nothing"
+            if not await Tariff.filter(prefix=tariff).exists():
+                rate = {"prefix": tariff, "h1_rate": 1}
+                await tariffs.import_tariffs([tariffs.parse_tariff(rate)])
+    ended = ended or datetime.now(UTC)
+    session_id = session_id or f"charged;{account};{next(_ids)}"
+    call = Call(account, dialed, duration, call_id=call_id, connect_delay=connect_delay,
+                calling=calling, termination_cause=termination_cause)
+    async with CallRecorder(ledger.store()) as recorder:
+        answer = await recorder.call(
+            call, answered=ended - timedelta(seconds=duration), ended=ended,
+            session_id=session_id,
+        )
+    if cost is not None:
+        assert answer.cost_units == cost, (answer.cost_units, cost)
+    return await Cdr.get(session_id=session_id)

@@ -10,7 +10,6 @@ the bridge's service log, with tolerances far above scheduling noise.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -22,6 +21,7 @@ import pytest
 from ivr_bridge import dialog as d
 from ivr_bridge.service import IvrBridge
 from ocs.config import Settings
+from tests.conftest import unavailable
 from tests.e2e.ivr_baresip import BARESIP, Baresip, read_wav, sound_segments, tone_frames
 from tests.e2e.test_ivr_baresip import (
     RATE_DEFAULT,
@@ -32,12 +32,7 @@ from tests.e2e.test_ivr_baresip import (
     prompt_seconds,
 )
 
-pytestmark = [
-    pytest.mark.sip,
-    pytest.mark.skipif(
-        BARESIP is None and os.environ.get("CI") != "true", reason="baresip not installed"
-    ),
-]
+pytestmark = pytest.mark.sip
 
 RINGBACK_HZ = 440  # also the tone baresip's caller sends (its ausine source)
 WARNING_HZ = 1400
@@ -106,6 +101,8 @@ async def make_ua(tmp: Path, name: str, user: str, **kw: Any) -> Baresip:
 
 @pytest.fixture
 async def ua_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    if BARESIP is None:
+        unavailable("baresip")
     made: list[Baresip] = []
 
     async def factory(name: str, user: str, **kw: Any) -> Baresip:

@@ -19,8 +19,9 @@ from api.server import start_web
 from ocs import accounts, ledger
 from ocs.config import Settings
 from ocs.events import EventBus
-from ocs.models import Account, BillingRun, Cdr, CreditSession, LedgerEntry, LedgerKind, Tariff
+from ocs.models import Account, BillingRun, CreditSession, LedgerEntry, LedgerKind, Tariff
 from ocs.runtime import ServeContext
+from tests.calls import charged_call
 from tests.e2e.web_support import CHROMIUM_ARGS, require_chromium, screenshot_path
 
 pytestmark = pytest.mark.browser
@@ -250,10 +251,9 @@ async def test_every_page_fits_a_390px_phone(served: tuple[str, ServeContext]) -
                                  connection_charge=100)
     await Tariff.create(prefix="3312345678", h1_rate=180)
     now = datetime.now(UTC)
-    cdr = await Cdr.create(account=acc, account_number="1001",
-                           session_id="kamailio-session-" + "x" * 60, call_id="c" * 40,
-                           dialed="0033141587070", started_at=now, created_at=now,
-                           duration=65, cost=13_000, end_reason="CREDIT_EXHAUSTED")
+    cdr = await charged_call("1001", "0033141587070", 65,  # rated by the tariffs above
+                             session_id="kamailio-session-" + "x" * 60, call_id="c" * 40,
+                             termination_cause=6)  # CREDIT_EXHAUSTED
     await CreditSession.create(session_id="gw;7", account=acc, calling="0611223344",
                                called="0141587070", rate=200, started_at=now, used_seconds=5,
                                cost=1000)
@@ -304,10 +304,8 @@ async def test_money_is_shown_one_way(page: Any, served: tuple[str, ServeContext
 
     base, _ = served
     acc = await _customer(balance=239_660)
-    await ledger.credit(acc.id, 5_340, actor="test")  # 245000 = 24,50
-    now = datetime.now(UTC)
-    await Cdr.create(account=acc, account_number="1001", session_id="s", dialed="3000",
-                     started_at=now, created_at=now, duration=40, cost=8_000)
+    await ledger.credit(acc.id, 13_340, actor="test")
+    await charged_call("1001", "3000", 40, 8_000)  # 253000 - 8000 = 245000 = 24,50
     await page.goto(f"{base}/users/1001")
     statement = page.locator("#statement")
     await expect(statement).to_contain_text("23,97")  # was 23,966
@@ -326,22 +324,24 @@ async def test_small_defects(page: Any, served: tuple[str, ServeContext]) -> Non
 
     base, _ = served
     for n in range(3):
-        await _customer(f"100{n}", balance=0)
-    now = datetime.now(UTC)
-    await Cdr.create(account_number="1000", session_id="s", dialed="3000", started_at=now,
-                     created_at=now, duration=3, cost=600, end_reason="CCR-T")
+        await _customer(f"100{n}", balance=600 if n == 0 else 0)
+    await charged_call("1000", "3000", 3, 600)  # spends the 600
 
     # Start billing asks first: dismissing leaves the period open
     answers = iter([False, True])
+    await page.goto(f"{base}/cdrs")
+    await page.evaluate("() => { window.submits = []; window.addEventListener('submit',"
+                        " e => window.submits.push(e.defaultPrevented)); }")
 
     async def on_dialog(dialog: Any) -> None:
         assert "billing period" in dialog.message
         await (dialog.accept() if next(answers) else dialog.dismiss())
 
     page.on("dialog", lambda d: asyncio.ensure_future(on_dialog(d)))
-    await page.goto(f"{base}/cdrs")
     await page.click("button:has-text('Start billing')")
-    await asyncio.sleep(0.5)  # a dismissed confirm submits nothing: give it time to show
+    # a dismissed confirm cancels the submit (seen by a listener after the app's own)
+    await page.wait_for_function("() => window.submits.length > 0")
+    assert await page.evaluate("window.submits") == [True]
     assert await BillingRun.all().count() == 0
     await page.click("button:has-text('Start billing')")
     await page.wait_for_url(f"{base}/cdrs/archives")
@@ -389,7 +389,7 @@ async def test_small_defects(page: Any, served: tuple[str, ServeContext]) -> Non
     await page.goto(f"{base}/cdrs")
     row = page.locator("#cdr-table tbody tr").first
     await expect(row).to_contain_text("n/a")
-    await expect(row).to_contain_text("CCR-T")
+    await expect(row).to_contain_text("NORMAL")
     await expect(page.locator("#cdr-table thead")).to_contain_text("End reason")
     await expect(page.locator(".notice-note")).to_contain_text("no SIP timestamps")
 
@@ -473,10 +473,7 @@ async def test_vouchers_cards_import_dashboard_and_search(
 
     # refund one call from the CDR page: a REFUND line on the statement
     now = datetime.now(UTC)
-    alice = await Account.get(number="1001")
-    call = await Cdr.create(account=alice, account_number="1001", session_id="r1",
-                            dialed="3000", started_at=now, created_at=now, duration=13,
-                            cost=2_600)
+    call = await charged_call("1001", "3000", 13, 2_600, ended=now)
     await page.goto(f"{base}/cdrs")
     await page.locator("#cdr-table a", has_text="Refund").first.click()
     await page.wait_for_url(f"{base}/cdrs/{call.id}/refund")
@@ -487,10 +484,10 @@ async def test_vouchers_cards_import_dashboard_and_search(
     await expect(page.locator("#statement")).to_contain_text("refund of call")
 
     # dashboard is the landing page
-    for i in range(5):
-        await Cdr.create(account_number="1001", session_id=f"d{i}", started_at=now,
-                         created_at=now - timedelta(days=i), duration=60 * i, cost=1000 * i,
-                         tariff_prefix="DEFAULT" if i % 2 else "38")
+    for i in range(5):  # one a day; the first not answered
+        prefix = "DEFAULT" if i % 2 else "38"
+        await charged_call("1001", "0141587070" if i % 2 else "38161234567", 60 * i, 1200 * i,
+                           ended=now - timedelta(days=i), prefix=prefix)
     await page.goto(base + "/")
     await page.wait_for_url(f"{base}/dashboard")
     await expect(page.locator("svg.chart")).to_have_count(3)

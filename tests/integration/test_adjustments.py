@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ocs import accounts, adjustments, ledger
+from ocs import accounts, adjustments, ledger, tariffs
 from ocs.config import Settings
 from ocs.models import Account, Cdr, LedgerEntry, LedgerKind
+from tests.calls import Call, CallRecorder
 
 
 async def _account(number: str = "1001", credit: int = 10_000) -> Account:
@@ -53,8 +54,10 @@ async def test_adjust_refuses_bad_input(db: Settings, units: int, reason: str,
 
 async def test_negative_adjust_never_dips_into_reserved_units(db: Settings) -> None:
     acc = await _account(credit=10_000)
-    got = await ledger.store().run(ledger.reserve(acc.id, 8_000))  # a live call holds 8000
-    assert got is not None and got.taken == 8_000
+    await tariffs.import_tariffs([tariffs.parse_tariff({"prefix": "DEFAULT", "h1_rate": 200})])
+    async with CallRecorder(ledger.store()) as rec:  # a live call holds 8000 (40 s at 200/s)
+        await rec.answer(Call("1001", "0141587070", 40), at=datetime.now(UTC), session_id="live")
+    assert (await ledger.balance(acc.id)).reserved == 8_000
     with pytest.raises(ledger.InsufficientCredit, match="2000 available"):
         await adjustments.adjust("1001", -2_001, reason="too much", actor="alice")
     await adjustments.adjust("1001", -2_000, reason="exactly what is free", actor="alice")

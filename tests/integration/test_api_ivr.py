@@ -13,12 +13,13 @@ from api.app import create_app
 from ivr_bridge import lockout_store
 from ivr_bridge.lockout import LockoutPolicy
 from ivr_bridge.servicelog_store import DbLogSink, LogEntry
-from ocs import accounts, apikeys
+from ocs import accounts, apikeys, ledger
 from ocs.config import Settings
 from ocs.events import EventBus
-from ocs.models import Account, Cdr
+from ocs.models import Account
 from ocs.runtime import ServeContext
 from ocs.settings_store import load_operator_settings
+from tests.calls import charged_call
 from tests.integration.test_api_pages import Browser, RecordingControl, anon, app_ctx, web
 
 __all__ = ["anon", "app_ctx", "web"]  # fixtures shared with the page tests
@@ -73,10 +74,10 @@ async def test_unlock_needs_the_csrf_token(web: Browser, user):
 
 
 async def test_cdr_detail_shows_the_service_log(web: Browser, user):
-    row = await Cdr.create(
-        account=user, account_number="1001", session_id="s-1", call_id="call-abc",
-        calling="5173", dialed="0141587070", started_at=datetime.now(UTC), duration=30,
-        cost=6000, end_reason="CREDIT_EXHAUSTED",
+    await ledger.credit(user.id, 6000, actor="test")
+    row = await charged_call(
+        "1001", "0141587070", 30, 6000, session_id="s-1", call_id="call-abc", calling="5173",
+        termination_cause=6,  # DIAMETER_AUTH_EXPIRED: the IVR cut the call, out of credit
     )  # fmt: skip
     now = datetime.now(UTC)
     await DbLogSink().store([

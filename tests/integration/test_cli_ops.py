@@ -74,18 +74,14 @@ def test_vouchers_and_cards(demo: Settings, tmp_path: Path) -> None:
 
 
 def test_refund_a_call(demo: Settings) -> None:
-    from datetime import UTC, datetime
-
     from ocs import db as ocs_db
-    from ocs.models import Account, Cdr
+    from tests.calls import charged_call
 
     async def make_call() -> int:
         await ocs_db.init_db(demo)
         try:
-            acc = await Account.get(number="1001")
-            now = datetime.now(UTC)
-            row = await Cdr.create(account=acc, account_number="1001", session_id="x",
-                                   started_at=now, created_at=now, duration=3, cost=600)
+            row = await charged_call("1001", "0141587070", 3)  # the demo's DEFAULT: 200/s
+            assert row.cost == 600
             return row.id
         finally:
             await ocs_db.close_db()

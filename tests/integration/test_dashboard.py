@@ -7,9 +7,10 @@ from zoneinfo import ZoneInfo
 
 from ocs import accounts, dashboard, ledger
 from ocs.config import Settings
-from ocs.models import Account, Cdr, CreditSession
+from tests.calls import Call, CallRecorder, charged_call
 
 PARIS = ZoneInfo("Europe/Paris")
+DIALED = {"DEFAULT": "0141587070", "38": "38161234567", "42": "42123456"}  # rated by each
 
 
 def test_day_bounds_follow_the_local_zone_across_dst() -> None:
@@ -28,19 +29,17 @@ async def test_dashboard_figures(db: Settings) -> None:
     now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
     async def cdr(day: int, hour: int, duration: int, cost: int, prefix: str) -> None:
+        """A call of 1001 ending (its CDR written) at `hour` UTC, rated by `prefix`."""
         at = datetime(2026, 11, day, hour, tzinfo=UTC)
-        await Cdr.create(account=a, account_number="1001", session_id=f"s{day}{hour}{cost}",
-                         started_at=at, created_at=at, duration=duration, cost=cost,
-                         tariff_prefix=prefix)
+        await charged_call("1001", DIALED[prefix], duration, cost, ended=at, prefix=prefix)
 
     await cdr(25, 10, 65, 13000, "DEFAULT")
     await cdr(25, 11, 0, 0, "DEFAULT")  # not answered
     await cdr(24, 23, 113, 22600, "38")  # 00:00 on the 25th in Paris
     await cdr(24, 9, 3, 600, "42")
     await cdr(10, 9, 3, 600, "42")  # outside a 7-day window
-    await CreditSession.create(session_id="live", account=b, started_at=now, rate=200,
-                               reserved=2_500)
-    await Account.filter(id=b.id).update(reserved=2_500)
+    async with CallRecorder(ledger.store()) as rec:  # 1002 is in a call holding 2400
+        await rec.answer(Call("1002", DIALED["DEFAULT"], 12), at=now, session_id="live")
     got = await dashboard.load(7, PARIS, 10_000, now=now)
     assert [d.day for d in got.days][-1] == date(2026, 11, 25)
     last, before = got.days[-1], got.days[-2]
@@ -51,18 +50,19 @@ async def test_dashboard_figures(db: Settings) -> None:
     assert [(t.prefix, t.calls, t.revenue) for t in got.top] == [
         ("38", 1, 22600), ("DEFAULT", 2, 13000), ("42", 1, 600)]
     assert got.live_calls == 1
-    assert [x.number for x in got.low_balance] == ["1002"]  # 3000 - 2500 available
+    assert [x.number for x in got.low_balance] == ["1002"]  # 3000 - 2400 available
 
 
 async def test_finished_days_are_aggregated_once_and_today_live(db: Settings) -> None:
     from ocs.models import DashboardDay
 
     now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    acc = await accounts.create_account("1")
+    await ledger.credit(acc.id, 10_000, actor="t")
 
     async def cdr(day: int, cost: int) -> None:
         at = datetime(2026, 11, day, 9, tzinfo=UTC)
-        await Cdr.create(account_number="1", session_id=f"s{day}{cost}", started_at=at,
-                         created_at=at, duration=10, cost=cost, tariff_prefix="38")
+        await charged_call("1", DIALED["38"], 10, cost, ended=at, prefix="38")
 
     await cdr(23, 100)
     await cdr(25, 200)

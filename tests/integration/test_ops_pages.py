@@ -6,12 +6,12 @@ import asyncio
 import csv
 import io
 import re
-from datetime import UTC, datetime
 
 import pytest
 
 from ocs import accounts, ledger
-from ocs.models import Account, Cdr, LedgerEntry, LedgerKind, Tariff, Voucher, VoucherStatus
+from ocs.models import Account, LedgerEntry, LedgerKind, Tariff, Voucher, VoucherStatus
+from tests.calls import charged_call
 from tests.integration import test_api_pages as pages
 from tests.integration.test_api_pages import Browser, flash_text
 
@@ -25,10 +25,9 @@ async def test_home_is_the_dashboard(web: Browser) -> None:
     r = await web.client.get("/")
     assert r.headers["location"] == "/dashboard"
     acc = await accounts.create_account("1001")
-    await ledger.credit(acc.id, 5_000, actor="t")  # under the 10000 threshold
-    now = datetime.now(UTC)
-    await Cdr.create(account=acc, account_number="1001", session_id="s", started_at=now,
-                     created_at=now, duration=65, cost=13_000, tariff_prefix="DEFAULT")
+    await ledger.credit(acc.id, 18_000, actor="t")
+    await charged_call("1001", "0141587070", 65, 13_000, prefix="DEFAULT")  # leaves 5000:
+    # under the 10000 threshold
     r = await web.get("/dashboard")
     assert r.status_code == 200
     assert r.text.count('<svg class="chart"') == 3 and "<script src=\"http" not in r.text
@@ -118,12 +117,9 @@ async def test_adjust_form(web: Browser) -> None:
 async def test_refund_from_the_cdr_page(web: Browser) -> None:
     acc = await accounts.create_account("1001")
     await ledger.credit(acc.id, 10_000, actor="t")
-    now = datetime.now(UTC)
-    call = await Cdr.create(account=acc, account_number="1001", session_id="s",
-                            started_at=now, created_at=now, duration=13, cost=2_600,
-                            end_reason="CCR-T")
+    call = await charged_call("1001", "0141587070", 13, 2_600)  # leaves 7400
     r = await web.get("/cdrs")
-    assert f'href="/cdrs/{call.id}/refund"' in r.text and "CCR-T" in r.text
+    assert f'href="/cdrs/{call.id}/refund"' in r.text and "NORMAL" in r.text  # end reason
     assert "n/a" in r.text  # no connect delay reported
     r = await web.get(f"/cdrs/{call.id}/refund")
     assert "2600 (all that is left)" in r.text
@@ -131,7 +127,7 @@ async def test_refund_from_the_cdr_page(web: Browser) -> None:
     assert r.status_code == 422 and 'id="err-units"' in r.text
     r = await web.post(f"/cdrs/{call.id}/refund", {"units": "", "reason": "bad line"})
     assert r.headers["location"] == "/users/1001#statement"
-    assert (await ledger.balance(acc.id)).balance == 12_600
+    assert (await ledger.balance(acc.id)).balance == 10_000  # the call's 2600 back
 
 
 async def test_voucher_pages_generate_download_once_redeem_void(web: Browser) -> None:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from ocs import accounts, ledger
-from ocs.models import Account, Cdr, CreditSession, LedgerEntry, LedgerKind
+from ocs.models import Account, CreditSession, LedgerEntry, LedgerKind
+from tests.calls import charged_call
 from tests.integration import test_api_rest as rest
 
 client, control = rest.client, rest.control  # the REST tests' fixtures
@@ -59,11 +60,9 @@ async def test_adjustment_and_refund_endpoints(client: httpx.AsyncClient) -> Non
         assert r.status_code == 422 and r.json()["field"] == field, (body, r.text)
     assert (await client.post("/api/v1/accounts/404/adjustments",
                               json={"units": 1, "reason": "x"})).status_code == 404
-    now = datetime.now(UTC)
-    call = await Cdr.create(account=acc, account_number="1001", session_id="s",
-                            started_at=now, created_at=now, duration=3, cost=600)
+    call = await charged_call("1001", "0141587070", 3, 600)  # leaves 4400
     r = await client.post(f"/api/v1/cdrs/{call.id}/refund", json={"reason": "echo"})
-    assert r.status_code == 201 and r.json()["units"] == 600 and r.json()["balance"] == 5600
+    assert r.status_code == 201 and r.json()["units"] == 600 and r.json()["balance"] == 5000
     r = await client.post(f"/api/v1/cdrs/{call.id}/refund", json={"reason": "again"})
     assert r.status_code == 422 and "already been refunded" in r.json()["detail"]
     assert (await client.post("/api/v1/cdrs/999999/refund",

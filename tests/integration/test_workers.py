@@ -165,7 +165,7 @@ async def client_on_worker(s: Serve, clients: list[GyClient]) -> GyClient:
 @pytest.fixture
 async def pg(db, tmp_path):
     if not use_postgres():
-        pytest.skip("several OCS processes share one database on PostgreSQL only")
+        pytest.skip("OCS processes sharing one database: PostgreSQL only")  # not-applicable
     await load_demo()
     return db.database_url, tmp_path
 

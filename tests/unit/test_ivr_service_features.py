@@ -140,7 +140,7 @@ async def test_no_rtp_reaches_the_caller_after_its_bye(prompts, phone, destinati
         phone.call.bye()  # type: ignore[union-attr]
         await wait_for(lambda: controller.dialog.state is d.State.ENDED)
         at_bye = phone.leg.received_packets
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(0.8)  # time passes: a live 20 ms RTP clock would send ~40 frames
         # nothing after the BYE but what was already on the wire (at most a frame)
         assert phone.leg.received_packets - at_bye <= 1
     finally:
@@ -156,7 +156,7 @@ async def test_no_rtp_reaches_the_caller_after_our_bye(prompts, phone, destinati
         destination.calls[0].hangup()  # the destination hangs up: the bridge BYEs the phone
         await asyncio.wait_for(phone.ended.wait(), 3)
         at_bye = phone.leg.received_packets
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(0.8)  # time passes: a live 20 ms RTP clock would send ~40 frames
         assert phone.leg.received_packets - at_bye <= 1
     finally:
         await bridge.stop()
@@ -259,8 +259,9 @@ async def test_pin_caller_hears_local_ringback_while_the_destination_rings(promp
         plays = [c for c in controller.history if isinstance(c, d.Play) and c.loop]
         assert plays[0].prompts == (d.TONE_RINGBACK,)
         assert controller.caller_leg.playing  # the tone is on the line, looping
-        await asyncio.sleep(0.3)
-        assert controller.caller_leg.playing
+        heard = phone.leg.received_packets
+        await wait_for(lambda: phone.leg.received_packets >= heard + 15)  # 0.3 s of it arrives
+        assert controller.caller_leg.playing  # and it is still on
     finally:
         await bridge.stop()
         dest.close()
