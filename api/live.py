@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from tortoise import connections
+
 from ocs.models import CreditSession, SessionState
 
 
@@ -99,6 +101,19 @@ async def live_calls(limit: int = 1000) -> list[LiveCall]:
             )
         )
     return _with_others(calls, datetime.now(UTC))
+
+
+async def live_fingerprint() -> tuple[Any, ...]:
+    """Changes whenever a call starts, moves on (a CCR-U) or ends, in any OCS process on the
+    database: Supervision polls it, since other processes' events never reach this one's
+    bus. Closed sessions have no expiry, so the expiry index keeps this to open rows."""
+    conn = connections.get("default")
+    _, rows = await conn.execute_query(
+        "SELECT COUNT(*), MAX(updated_at), COALESCE(SUM(last_request_number), 0)"
+        " FROM credit_session WHERE expires_at IS NOT NULL AND state = 'open'"
+    )
+    row = rows[0]
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
 
 def _with_others(calls: list[LiveCall], now: datetime) -> list[LiveCall]:

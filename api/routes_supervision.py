@@ -13,12 +13,15 @@ from litestar.response import Redirect, Response, ServerSentEvent, Template
 from litestar.response.sse import ServerSentEventMessage
 
 from api.auth import audit_log
-from api.live import live_calls
+from api.live import live_calls, live_fingerprint
 from api.templating import Formatter, render_page
 from api.web import ctx_of, flash, form_dict, page_context
 from ocs.settings_store import load_operator_settings
 
 RESYNC_SECONDS = 10.0  # full refresh even without events (also a keep-alive)
+# Calls held by other OCS processes (`--workers`, or another `ocs serve` on one PostgreSQL)
+# publish no event here: the open sessions' fingerprint is polled this often instead.
+POLL_SECONDS = 1.0
 DEBOUNCE_SECONDS = 0.2  # coalesce bursts of events into one refresh
 STOPPING_KEY = "ocs_stopping"
 
@@ -58,13 +61,16 @@ async def supervision_stream(request: Request[Any, Any, Any]) -> ServerSentEvent
 
     async def events() -> AsyncIterator[ServerSentEventMessage]:
         sub = ctx.bus.subscribe(maxsize=100)
+        loop = asyncio.get_running_loop()
         try:
+            seen = await live_fingerprint()
+            sent_at = loop.time()
             yield ServerSentEventMessage(data=await _rows_html(request), event="rows", retry=2000)
             while not stopping.is_set():
                 waiter = asyncio.ensure_future(sub.get())
                 stopper = asyncio.ensure_future(stopping.wait())
                 done, _ = await asyncio.wait(
-                    {waiter, stopper}, timeout=RESYNC_SECONDS,
+                    {waiter, stopper}, timeout=POLL_SECONDS,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 for task in (waiter, stopper):
@@ -78,6 +84,10 @@ async def supervision_stream(request: Request[Any, Any, Any]) -> ServerSentEvent
                     await asyncio.sleep(DEBOUNCE_SECONDS)
                     while not sub.queue.empty():
                         sub.queue.get_nowait()
+                now = await live_fingerprint()
+                if waiter not in done and now == seen and loop.time() - sent_at < RESYNC_SECONDS:
+                    continue  # nothing changed anywhere
+                seen, sent_at = now, loop.time()
                 yield ServerSentEventMessage(data=await _rows_html(request), event="rows")
         finally:
             sub.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -429,6 +429,16 @@ async def test_served_by_uvicorn_sse_pushes_rows_on_events(app_ctx: ServeContext
                 app_ctx.bus.publish("session.end", session_id="gw;1002;1", account="1002")
                 third = await asyncio.wait_for(next_event(), 5)
                 assert "No call in progress" in third
+                # a call held by another OCS process publishes nothing on this bus: the
+                # stream still shows it, and its end, within a poll (well before a resync)
+                other = await _live_call("1003")
+                await CreditSession.filter(id=other.id).update(
+                    expires_at=datetime.now(UTC) + timedelta(seconds=60))
+                fourth = await asyncio.wait_for(next_event(), 3)
+                assert 'data-session="gw;1003;1"' in fourth
+                await CreditSession.filter(id=other.id).update(state="closed", expires_at=None)
+                fifth = await asyncio.wait_for(next_event(), 3)
+                assert "No call in progress" in fifth
                 # stopping the server with this stream still open ends it promptly
                 started = asyncio.get_running_loop().time()
                 await asyncio.wait_for(part.stop(), 10)
