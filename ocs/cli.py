@@ -376,7 +376,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return fail(str(exc))
     role = "worker" if args.worker else "primary"
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(settings, only=set(args.only or []), workers=args.workers, role=role))
+        asyncio.run(
+            serve(
+                settings,
+                only=set(args.only or []),
+                workers=args.workers,
+                role=role,
+                own_process=True,
+            )
+        )
     return EXIT_OK
 
 
