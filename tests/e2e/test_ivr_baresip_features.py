@@ -140,6 +140,20 @@ async def service_log(call_id: str | None = None) -> list[dict[str, Any]]:
     return [{"at": r.created_at, **r.line} for r in await query.order_by("id")]
 
 
+async def stored_log(after: int = 0, timeout: float = 15) -> list[dict[str, Any]]:
+    """The service log once the call that ended last has been stored: a call leaves
+    `bridge.calls` before its log is written (in one insert, see servicelog_store), so wait
+    for an `end` action among the lines after the first `after`."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        lines = await service_log()
+        if any(a.get("do") == "end" for line in lines[after:] for a in line["actions"]):
+            return lines
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"no stored end of call after line {after}: {lines[after:]}")
+        await asyncio.sleep(0.05)
+
+
 def line_with(lines: list[dict[str, Any]], test: Callable[[dict[str, Any]], bool]) -> dict:
     found = [line for line in lines if test(line)]
     assert found, lines
@@ -179,7 +193,7 @@ async def test_registered_caller_on_6000_skips_the_pin(settings, tmp_path, ua_fa
         await until(lambda: not bridge.calls, what="call finished")
         await asyncio.sleep(0.6)  # the charge worker sends the CCR-T
         balance, reserved, cdrs, calls = await account_state("1001")
-        lines = await service_log()
+        lines = await stored_log()
 
     samples, rate = last_recording(caller)
     intro = prompt_seconds(
@@ -247,7 +261,7 @@ async def warned_cut(
         await until(lambda: not bridge.calls, what="call finished")
         await asyncio.sleep(0.6)
         _CUT["state"] = await account_state("1004")
-        _CUT["lines"] = await service_log()
+        _CUT["lines"] = await stored_log()
     _CUT["caller"] = last_recording(caller)
     _CUT["callee"] = last_recording(callee)
     return _CUT
@@ -371,7 +385,7 @@ async def failing_call(
         await prompt_heard(bridge, d.State.DESTINATION)
         await caller.hangup()
         await until(lambda: not bridge.calls, what="call finished")
-        lines = await service_log()
+        lines = await stored_log()
     return lines
 
 

@@ -33,7 +33,7 @@ from tests.e2e.test_ivr_baresip_features import (
     operator,
     plays,
     prompt_heard,
-    service_log,
+    stored_log,
     until,
 )
 
@@ -126,7 +126,7 @@ async def test_voucher_redeemed_by_phone_with_the_ledger_exact(
         violations = await ledger.invariant_violations(account.id)
         voucher = await Voucher.get(serial=serial)
         failures = await IvrFailure.filter(caller="0699000003").values_list("kind", flat=True)
-        lines = await service_log()
+        lines = await stored_log()
 
     # the ledger: exactly one CREDIT of the voucher's value, and nothing for the second try
     assert [(e.kind, e.amount, e.note, e.actor) for e in entries] == [
@@ -179,7 +179,7 @@ async def test_wrong_voucher_codes_count_toward_the_lockout(
         await caller.send_digits(unknown + luhn_digit(unknown) + "#", gap=0.15)
         await caller.wait_event("CALL_CLOSED", 30)  # "not valid; access blocked; goodbye"
         await until(lambda: not bridge.calls, what="call finished")
-        first_call = await service_log()
+        first_call = await stored_log()
         locked = await lockout_store.status("5173")
         failures = await IvrFailure.filter(caller="5173").values_list("kind", flat=True)
         samples, rate = last_recording(caller)
@@ -191,7 +191,7 @@ async def test_wrong_voucher_codes_count_toward_the_lockout(
         await caller.send_digits("*2", gap=0.15)
         await caller.wait_event("CALL_CLOSED", 20)
         await until(lambda: not bridge.calls, what="call finished")
-        second_call = (await service_log())[len(first_call) :]
+        second_call = (await stored_log(len(first_call)))[len(first_call) :]
         entries_after = await LedgerEntry.filter(account_id=account.id).count()
 
     assert list(failures) == ["voucher", "voucher"]
