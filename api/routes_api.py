@@ -17,6 +17,7 @@ from litestar.params import JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api.auth import actor, audit_log
+from api.csv_body import csv_text, separator_of
 from api.errors import ApiError
 from api.live import live_calls
 from api.web import ctx_of, rating_field
@@ -530,16 +531,6 @@ def _parse_tariff(data: TariffIn, ops: OperatorSettings) -> Any:
         raise ApiError(422, "invalid", str(exc), rating_field(exc)) from None
 
 
-def _separator(raw: str | None, ops: OperatorSettings) -> str:
-    if raw is None or raw == "":
-        return ops.csv_separator
-    if raw in ("tab", "\\t"):
-        return "\t"
-    if len(raw) != 1 or raw.isalnum() or raw in "\"\r\n":
-        raise ApiError(422, "invalid", "separator must be one punctuation character", "separator")
-    return raw
-
-
 class TariffController(Controller):
     path = "/api/v1/tariffs"
     tags = ["tariffs"]
@@ -568,7 +559,7 @@ class TariffController(Controller):
     ) -> Response[str]:
         """The whole table as CSV (header row; default separator from the settings)."""
         ops = await load_operator_settings()
-        text = await tariffs.export_csv(_separator(separator, ops))
+        text = await tariffs.export_csv(separator_of(separator, ops))
         return Response(
             text,
             media_type="text/csv; charset=utf-8",
@@ -585,14 +576,8 @@ class TariffController(Controller):
         """Import a CSV body (Content-Type text/csv). All or nothing; `replace=true` also
         deletes prefixes absent from the file. A bad line: 422 with its line number."""
         ops = await load_operator_settings()
-        sep = _separator(separator, ops)
-        body = await request.body()
-        if len(body) > MAX_CSV_BYTES:
-            raise ApiError(413, "payload_too_large", "CSV is limited to 5 MiB")
-        try:
-            text = body.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise ApiError(400, "bad_request", "CSV must be UTF-8 text") from None
+        sep = separator_of(separator, ops)
+        text = await csv_text(request, MAX_CSV_BYTES)
         try:
             count = await tariffs.import_csv(
                 text,

@@ -19,6 +19,7 @@ from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from api import auth
+from api.csv_body import csv_text, separator_of
 from api.errors import ApiError
 from ocs import (
     account_csv,
@@ -431,16 +432,6 @@ class CardBatchController(Controller):
 # --- accounts CSV -----------------------------------------------------------------------
 
 
-def separator_of(raw: str | None, ops: OperatorSettings) -> str:
-    if raw is None or raw == "":
-        return ops.csv_separator
-    if raw in ("tab", "\\t"):
-        return "\t"
-    if len(raw) != 1 or raw.isalnum() or raw in "\"\r\n":
-        raise ApiError(422, "invalid", "separator must be one punctuation character", "separator")
-    return raw
-
-
 async def _encoded(chunks: AsyncIterator[str]) -> AsyncIterator[bytes]:
     async for chunk in chunks:
         yield chunk.encode()
@@ -473,13 +464,7 @@ class AccountCsvController(Controller):
         `field` = "line N" and the reason."""
         ops = await load_operator_settings()
         sep = separator_of(separator, ops)
-        body = await request.body()
-        if len(body) > MAX_IMPORT_BYTES:
-            raise ApiError(413, "payload_too_large", "CSV is limited to 64 MiB")
-        try:
-            text = body.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise ApiError(400, "bad_request", "CSV must be UTF-8 text") from None
+        text = await csv_text(request, MAX_IMPORT_BYTES)
         try:
             count = await account_csv.import_csv(text, sep, actor=auth.actor(request),
                                                  default_language=ops.default_language)
